@@ -1,0 +1,447 @@
+use std::path::PathBuf;
+use std::sync::{LazyLock, Mutex};
+
+use glib::subclass::prelude::*;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+use gst_base::prelude::*;
+use gst_base::subclass::prelude::*;
+use gst_video::VideoFormat;
+use gst_video::prelude::*;
+use retinaface::{
+    DetectParams, Detector, Face, Frame, PixelLayout, Plane, SessionConfig, YuvMatrix,
+};
+
+use super::{ExecutionProvider, FORMATS, MESSAGE_NAME, default_model_path};
+use crate::facemeta;
+
+static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "retinafacedetect",
+        gst::DebugColorFlags::empty(),
+        Some("RetinaFace face detector"),
+    )
+});
+
+#[derive(Debug, Clone)]
+struct Settings {
+    model: String,
+    confidence_threshold: f32,
+    nms_threshold: f32,
+    max_faces: u32,
+    min_face_size: u32,
+    inference_size: u32,
+    interval: u32,
+    threads: u32,
+    execution_provider: ExecutionProvider,
+    post_messages: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        let params = DetectParams::default();
+        Self {
+            model: default_model_path(),
+            confidence_threshold: params.confidence_threshold,
+            nms_threshold: params.nms_threshold,
+            max_faces: params.max_faces as u32,
+            min_face_size: params.min_face_size as u32,
+            inference_size: params.inference_size as u32,
+            interval: 1,
+            threads: 0,
+            execution_provider: ExecutionProvider::default(),
+            post_messages: false,
+        }
+    }
+}
+
+impl Settings {
+    fn detect_params(&self) -> DetectParams {
+        DetectParams {
+            confidence_threshold: self.confidence_threshold,
+            nms_threshold: self.nms_threshold,
+            max_faces: self.max_faces as usize,
+            min_face_size: self.min_face_size as f32,
+            inference_size: self.inference_size as usize,
+        }
+    }
+}
+
+struct State {
+    detector: Detector,
+    /// Negotiated caps and the matching pixel layout.
+    info: Option<(gst_video::VideoInfo, PixelLayout)>,
+    /// Frames seen since the last caps, for `interval`.
+    frames: u64,
+    /// Faces of the last processed frame, repeated on skipped frames so nothing blinks.
+    last_faces: Vec<Face>,
+}
+
+#[derive(Default)]
+pub struct RetinaFaceDetect {
+    settings: Mutex<Settings>,
+    state: Mutex<Option<State>>,
+}
+
+#[glib::object_subclass]
+impl ObjectSubclass for RetinaFaceDetect {
+    const NAME: &'static str = "GstRetinaFaceDetect";
+    type Type = super::RetinaFaceDetect;
+    type ParentType = gst_base::BaseTransform;
+}
+
+impl ObjectImpl for RetinaFaceDetect {
+    fn properties() -> &'static [glib::ParamSpec] {
+        static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
+            let d = Settings::default();
+            vec![
+                glib::ParamSpecString::builder("model")
+                    .nick("Model")
+                    .blurb("Path of the RetinaFace ONNX model (default: $RETINAFACE_MODEL or the model installed by scripts/setup.sh)")
+                    .default_value(Some(d.model.as_str()))
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecFloat::builder("confidence-threshold")
+                    .nick("Confidence threshold")
+                    .blurb("Minimum face score (0..1)")
+                    .minimum(0.0)
+                    .maximum(1.0)
+                    .default_value(d.confidence_threshold)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecFloat::builder("nms-threshold")
+                    .nick("NMS threshold")
+                    .blurb("Overlap (IoU) above which the weaker of two faces is dropped")
+                    .minimum(0.0)
+                    .maximum(1.0)
+                    .default_value(d.nms_threshold)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecUInt::builder("max-faces")
+                    .nick("Maximum faces")
+                    .blurb("Report at most this many faces per frame, best first (0 = no limit)")
+                    .default_value(d.max_faces)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecUInt::builder("min-face-size")
+                    .nick("Minimum face size")
+                    .blurb("Ignore faces narrower or shorter than this many frame pixels")
+                    .default_value(d.min_face_size)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecUInt::builder("inference-size")
+                    .nick("Inference size")
+                    .blurb("Long side in pixels of the frame copy the model sees, aspect kept (0 = native size)")
+                    .maximum(8192)
+                    .default_value(d.inference_size)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecUInt::builder("interval")
+                    .nick("Interval")
+                    .blurb("Run the model on every N-th frame; frames in between carry the last faces")
+                    .minimum(1)
+                    .default_value(d.interval)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecUInt::builder("threads")
+                    .nick("Threads")
+                    .blurb("ONNX Runtime intra-op threads (0 = one per core); threads never spin")
+                    .maximum(256)
+                    .default_value(d.threads)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecEnum::builder_with_default("execution-provider", d.execution_provider)
+                    .nick("Execution provider")
+                    .blurb("Where inference runs; an unavailable GPU provider falls back to CPU with a warning")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecBoolean::builder("post-messages")
+                    .nick("Post messages")
+                    .blurb(&format!("Post a '{MESSAGE_NAME}' element message with the faces of every processed frame"))
+                    .default_value(d.post_messages)
+                    .mutable_playing()
+                    .build(),
+            ]
+        });
+        PROPERTIES.as_ref()
+    }
+
+    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        let mut s = self.settings.lock().unwrap();
+        match pspec.name() {
+            "model" => {
+                s.model = value
+                    .get::<Option<String>>()
+                    .unwrap()
+                    .unwrap_or_else(default_model_path)
+            }
+            "confidence-threshold" => s.confidence_threshold = value.get().unwrap(),
+            "nms-threshold" => s.nms_threshold = value.get().unwrap(),
+            "max-faces" => s.max_faces = value.get().unwrap(),
+            "min-face-size" => s.min_face_size = value.get().unwrap(),
+            "inference-size" => s.inference_size = value.get().unwrap(),
+            "interval" => s.interval = value.get().unwrap(),
+            "threads" => s.threads = value.get().unwrap(),
+            "execution-provider" => s.execution_provider = value.get().unwrap(),
+            "post-messages" => s.post_messages = value.get().unwrap(),
+            _ => unreachable!(),
+        }
+        gst::debug!(CAT, imp = self, "{} set to {:?}", pspec.name(), value);
+    }
+
+    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        let s = self.settings.lock().unwrap();
+        match pspec.name() {
+            "model" => s.model.to_value(),
+            "confidence-threshold" => s.confidence_threshold.to_value(),
+            "nms-threshold" => s.nms_threshold.to_value(),
+            "max-faces" => s.max_faces.to_value(),
+            "min-face-size" => s.min_face_size.to_value(),
+            "inference-size" => s.inference_size.to_value(),
+            "interval" => s.interval.to_value(),
+            "threads" => s.threads.to_value(),
+            "execution-provider" => s.execution_provider.to_value(),
+            "post-messages" => s.post_messages.to_value(),
+            _ => unreachable!(),
+        }
+    }
+}
+
+impl GstObjectImpl for RetinaFaceDetect {}
+
+impl ElementImpl for RetinaFaceDetect {
+    fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
+        static METADATA: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
+            gst::subclass::ElementMetadata::new(
+                "RetinaFace face detector",
+                "Filter/Analyzer/Video",
+                "Detects faces with a RetinaFace ONNX model and attaches box, score and 5 landmarks as ROI metadata",
+                "gst-retinaface developers",
+            )
+        });
+        Some(&*METADATA)
+    }
+
+    fn pad_templates() -> &'static [gst::PadTemplate] {
+        static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
+            let caps = gst_video::VideoCapsBuilder::new()
+                .format_list(FORMATS.iter().copied())
+                .build();
+            vec![
+                gst::PadTemplate::new(
+                    "src",
+                    gst::PadDirection::Src,
+                    gst::PadPresence::Always,
+                    &caps,
+                )
+                .unwrap(),
+                gst::PadTemplate::new(
+                    "sink",
+                    gst::PadDirection::Sink,
+                    gst::PadPresence::Always,
+                    &caps,
+                )
+                .unwrap(),
+            ]
+        });
+        TEMPLATES.as_ref()
+    }
+}
+
+impl BaseTransformImpl for RetinaFaceDetect {
+    const MODE: gst_base::subclass::BaseTransformMode =
+        gst_base::subclass::BaseTransformMode::AlwaysInPlace;
+    const PASSTHROUGH_ON_SAME_CAPS: bool = false;
+    const TRANSFORM_IP_ON_PASSTHROUGH: bool = false;
+
+    fn start(&self) -> Result<(), gst::ErrorMessage> {
+        let settings = self.settings.lock().unwrap().clone();
+        let config = SessionConfig {
+            threads: settings.threads as usize,
+            provider: settings.execution_provider.into(),
+            device_id: 0,
+        };
+        let model = PathBuf::from(&settings.model);
+        let detector = Detector::load(&model, &config, &crate::ort_search_dirs()).map_err(|e| {
+            use retinaface::detector::DetectorError as E;
+            use retinaface::runtime::RuntimeError as R;
+            match e {
+                E::Runtime(R::ModelMissing(_)) => {
+                    gst::error_msg!(gst::ResourceError::NotFound, ["{e}"])
+                }
+                E::Runtime(R::LibraryMissing { .. }) => {
+                    gst::error_msg!(gst::LibraryError::Init, ["{e}"])
+                }
+                E::Runtime(R::ModelInvalid { .. }) | E::Contract { .. } => {
+                    gst::error_msg!(gst::ResourceError::OpenRead, ["{e}"])
+                }
+                other => gst::error_msg!(gst::LibraryError::Failed, ["{other}"]),
+            }
+        })?;
+        for warning in &detector.warnings {
+            gst::element_imp_warning!(self, gst::LibraryError::Init, ["{}", warning]);
+        }
+        gst::info!(
+            CAT,
+            imp = self,
+            "loaded {} ({:?})",
+            model.display(),
+            detector.contract()
+        );
+        *self.state.lock().unwrap() = Some(State {
+            detector,
+            info: None,
+            frames: 0,
+            last_faces: Vec::new(),
+        });
+        Ok(())
+    }
+
+    fn stop(&self) -> Result<(), gst::ErrorMessage> {
+        *self.state.lock().unwrap() = None;
+        Ok(())
+    }
+
+    fn set_caps(&self, incaps: &gst::Caps, _outcaps: &gst::Caps) -> Result<(), gst::LoggableError> {
+        let info = gst_video::VideoInfo::from_caps(incaps)
+            .map_err(|_| gst::loggable_error!(CAT, "cannot parse video caps {incaps}"))?;
+        let layout = pixel_layout(info.format())
+            .ok_or_else(|| gst::loggable_error!(CAT, "unsupported format {:?}", info.format()))?;
+        let mut state = self.state.lock().unwrap();
+        let state = state
+            .as_mut()
+            .ok_or_else(|| gst::loggable_error!(CAT, "caps before start"))?;
+        gst::debug!(
+            CAT,
+            imp = self,
+            "new caps {}x{} {:?}",
+            info.width(),
+            info.height(),
+            info.format()
+        );
+        // Faces of the old geometry would be misplaced: start over on the next frame.
+        state.info = Some((info, layout));
+        state.frames = 0;
+        state.last_faces.clear();
+        Ok(())
+    }
+
+    fn transform_ip(&self, buf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let settings = self.settings.lock().unwrap().clone();
+        let mut guard = self.state.lock().unwrap();
+        let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
+        let (info, layout) = state.info.clone().ok_or(gst::FlowError::NotNegotiated)?;
+        let run_model = state.frames % settings.interval.max(1) as u64 == 0;
+        state.frames += 1;
+        if run_model {
+            let frame =
+                gst_video::VideoFrameRef::from_buffer_ref_readable(&*buf, &info).map_err(|_| {
+                    gst::element_imp_error!(
+                        self,
+                        gst::StreamError::Format,
+                        [
+                            "buffer too small for caps {}x{}",
+                            info.width(),
+                            info.height()
+                        ]
+                    );
+                    gst::FlowError::Error
+                })?;
+            let planes: Vec<Plane> = (0..frame.n_planes())
+                .map(|i| Plane {
+                    data: frame.plane_data(i).unwrap_or(&[]),
+                    stride: frame.plane_stride()[i as usize] as usize,
+                })
+                .collect();
+            let core_frame = Frame {
+                layout,
+                width: info.width() as usize,
+                height: info.height() as usize,
+                planes: &planes,
+                matrix: yuv_matrix(&info),
+            };
+            state.last_faces = state
+                .detector
+                .detect(&core_frame, &settings.detect_params())
+                .map_err(|e| {
+                    gst::element_imp_error!(
+                        self,
+                        gst::StreamError::Failed,
+                        ["face detection failed: {e}"]
+                    );
+                    gst::FlowError::Error
+                })?;
+        }
+        let faces = state.last_faces.clone();
+        drop(guard);
+        facemeta::attach(buf, &faces, info.width(), info.height());
+        if settings.post_messages && run_model {
+            self.post_faces(buf, &faces);
+        }
+        Ok(gst::FlowSuccess::Ok)
+    }
+}
+
+impl RetinaFaceDetect {
+    fn post_faces(&self, buf: &gst::BufferRef, faces: &[Face]) {
+        let running_time = buf.pts().and_then(|pts| {
+            self.obj()
+                .segment()
+                .downcast_ref::<gst::ClockTime>()
+                .and_then(|s| s.to_running_time(pts))
+        });
+        let list: Vec<gst::Structure> = faces
+            .iter()
+            .map(|f| {
+                gst::Structure::builder("face")
+                    .field("x", f.bbox[0] as f64)
+                    .field("y", f.bbox[1] as f64)
+                    .field("width", f.width() as f64)
+                    .field("height", f.height() as f64)
+                    .field("score", f.score as f64)
+                    .field(
+                        "landmarks",
+                        gst::Array::new(f.landmarks.iter().flatten().map(|v| *v as f64)),
+                    )
+                    .build()
+            })
+            .collect();
+        let s = gst::Structure::builder(MESSAGE_NAME)
+            .field("running-time", running_time)
+            .field("pts", buf.pts())
+            .field("faces", gst::List::new(list))
+            .build();
+        let _ = self
+            .obj()
+            .post_message(gst::message::Element::builder(s).src(&*self.obj()).build());
+    }
+}
+
+fn pixel_layout(format: VideoFormat) -> Option<PixelLayout> {
+    Some(match format {
+        VideoFormat::Rgb => PixelLayout::Rgb,
+        VideoFormat::Bgr => PixelLayout::Bgr,
+        VideoFormat::Rgbx => PixelLayout::Rgbx,
+        VideoFormat::Bgrx => PixelLayout::Bgrx,
+        VideoFormat::Xrgb => PixelLayout::Xrgb,
+        VideoFormat::Xbgr => PixelLayout::Xbgr,
+        VideoFormat::Rgba => PixelLayout::Rgba,
+        VideoFormat::Bgra => PixelLayout::Bgra,
+        VideoFormat::Argb => PixelLayout::Argb,
+        VideoFormat::Abgr => PixelLayout::Abgr,
+        VideoFormat::I420 => PixelLayout::I420,
+        VideoFormat::Nv12 => PixelLayout::Nv12,
+        _ => return None,
+    })
+}
+
+fn yuv_matrix(info: &gst_video::VideoInfo) -> YuvMatrix {
+    let colorimetry = info.colorimetry();
+    let mut m = match colorimetry.matrix() {
+        gst_video::VideoColorMatrix::Bt709 => YuvMatrix::BT709,
+        gst_video::VideoColorMatrix::Bt2020 => YuvMatrix::BT2020,
+        _ => YuvMatrix::BT601,
+    };
+    m.full_range = colorimetry.range() == gst_video::VideoColorRange::Range0_255;
+    m
+}

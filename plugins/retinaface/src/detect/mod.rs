@@ -1,0 +1,81 @@
+//! `retinafacedetect`: finds faces with a RetinaFace ONNX model and attaches them to each buffer
+//! as region-of-interest metadata (see [`crate::facemeta`] for the schema). Pixels are never
+//! changed.
+//!
+//! ```text
+//! gst-launch-1.0 filesrc location=in.mp4 ! decodebin ! videoconvert ! \
+//!     retinafacedetect confidence-threshold=0.6 ! retinafacejson location=faces.jsonl ! fakesink
+//! ```
+
+use gst::prelude::*;
+
+mod imp;
+
+/// Where the model runs; an unavailable GPU provider falls back to CPU with a warning.
+#[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, Default, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstRetinaFaceExecutionProvider")]
+pub enum ExecutionProvider {
+    #[default]
+    #[enum_value(name = "CPU (ONNX Runtime default provider)", nick = "cpu")]
+    Cpu = 0,
+    #[enum_value(name = "CUDA (needs onnxruntime-gpu)", nick = "cuda")]
+    Cuda = 1,
+    #[enum_value(
+        name = "TensorRT, with CUDA fallback (needs onnxruntime-gpu)",
+        nick = "tensorrt"
+    )]
+    Tensorrt = 2,
+}
+
+impl From<ExecutionProvider> for retinaface::ExecutionProvider {
+    fn from(p: ExecutionProvider) -> Self {
+        match p {
+            ExecutionProvider::Cpu => Self::Cpu,
+            ExecutionProvider::Cuda => Self::Cuda,
+            ExecutionProvider::Tensorrt => Self::TensorRt,
+        }
+    }
+}
+
+glib::wrapper! {
+    pub struct RetinaFaceDetect(ObjectSubclass<imp::RetinaFaceDetect>)
+        @extends gst_base::BaseTransform, gst::Element, gst::Object;
+}
+
+pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    ExecutionProvider::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
+    gst::Element::register(
+        Some(plugin),
+        "retinafacedetect",
+        gst::Rank::NONE,
+        RetinaFaceDetect::static_type(),
+    )
+}
+
+/// Name of the element message posted per processed frame when `post-messages` is set.
+pub const MESSAGE_NAME: &str = "retinaface";
+
+/// Raw formats the element accepts (packed RGB variants and the two common YUV 4:2:0 layouts).
+pub(crate) const FORMATS: &[gst_video::VideoFormat] = &[
+    gst_video::VideoFormat::Rgb,
+    gst_video::VideoFormat::Bgr,
+    gst_video::VideoFormat::Rgbx,
+    gst_video::VideoFormat::Bgrx,
+    gst_video::VideoFormat::Xrgb,
+    gst_video::VideoFormat::Xbgr,
+    gst_video::VideoFormat::Rgba,
+    gst_video::VideoFormat::Bgra,
+    gst_video::VideoFormat::Argb,
+    gst_video::VideoFormat::Abgr,
+    gst_video::VideoFormat::I420,
+    gst_video::VideoFormat::Nv12,
+];
+
+/// Default model path: `$RETINAFACE_MODEL`, else where scripts/setup.sh installs it.
+pub fn default_model_path() -> String {
+    std::env::var("RETINAFACE_MODEL")
+        .ok()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "/usr/local/share/retinaface/models/retinaface-mv025.onnx".into())
+}

@@ -1,0 +1,45 @@
+//! GStreamer plugin `retinaface`: face detection with RetinaFace ONNX models.
+//!
+//! - `retinafacedetect` runs the model and attaches one `GstVideoRegionOfInterestMeta` per face.
+//! - `retinafacejson` writes the faces it finds on each buffer as JSON lines.
+//!
+//! The metadata schema lives in [`facemeta`]; every element reads and writes it through there.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+pub mod detect;
+pub mod facemeta;
+pub mod json;
+
+/// Directory this plugin's shared object was loaded from, when loaded from a file.
+static PLUGIN_DIR: OnceLock<PathBuf> = OnceLock::new();
+
+/// Extra directories searched for ONNX Runtime after `ORT_DYLIB_PATH`: the plugin's own.
+pub(crate) fn ort_search_dirs() -> Vec<PathBuf> {
+    PLUGIN_DIR.get().cloned().into_iter().collect()
+}
+
+fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    if let Some(dir) = plugin
+        .filename()
+        .and_then(|f| f.parent().map(PathBuf::from))
+    {
+        let _ = PLUGIN_DIR.set(dir);
+    }
+    detect::register(plugin)?;
+    json::register(plugin)?;
+    Ok(())
+}
+
+gst::plugin_define!(
+    retinaface,
+    env!("CARGO_PKG_DESCRIPTION"),
+    plugin_init,
+    concat!(env!("CARGO_PKG_VERSION"), "-", env!("COMMIT_ID")),
+    "MIT/X11",
+    env!("CARGO_PKG_NAME"),
+    env!("CARGO_PKG_NAME"),
+    env!("CARGO_PKG_REPOSITORY"),
+    env!("BUILD_REL_DATE")
+);

@@ -1,0 +1,198 @@
+//! Turning raw network rows into faces (the biubug6 `decode` / `decode_landm` formulas).
+
+use crate::contract::{ConfKind, ModelContract};
+use crate::priors::Prior;
+
+/// One detected face. Coordinates are in the pixel space given to [`decode_faces`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Face {
+    /// `[x_min, y_min, x_max, y_max]`.
+    pub bbox: [f32; 4],
+    pub score: f32,
+    /// Left eye, right eye, nose, left mouth corner, right mouth corner, as `[x, y]`.
+    pub landmarks: [[f32; 2]; 5],
+}
+
+impl Face {
+    pub fn width(&self) -> f32 {
+        self.bbox[2] - self.bbox[0]
+    }
+
+    pub fn height(&self) -> f32 {
+        self.bbox[3] - self.bbox[1]
+    }
+
+    /// Plain intersection over union of the two boxes.
+    pub fn iou(&self, other: &Face) -> f32 {
+        let (a, b) = (self.bbox, other.bbox);
+        let w = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
+        let h = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
+        let inter = w * h;
+        let union = self.width() * self.height() + other.width() * other.height() - inter;
+        if union > 0.0 { inter / union } else { 0.0 }
+    }
+}
+
+/// Box regression → `[x_min, y_min, x_max, y_max]`, normalised like the prior.
+pub fn decode_box(loc: &[f32], p: &Prior, variances: [f32; 2]) -> [f32; 4] {
+    let cx = p.cx + loc[0] * variances[0] * p.w;
+    let cy = p.cy + loc[1] * variances[0] * p.h;
+    let w = p.w * (loc[2] * variances[1]).exp();
+    let h = p.h * (loc[3] * variances[1]).exp();
+    [cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0]
+}
+
+/// Landmark regression → five normalised points.
+pub fn decode_landmarks(landm: &[f32], p: &Prior, variances: [f32; 2]) -> [[f32; 2]; 5] {
+    std::array::from_fn(|i| {
+        [
+            p.cx + landm[2 * i] * variances[0] * p.w,
+            p.cy + landm[2 * i + 1] * variances[0] * p.h,
+        ]
+    })
+}
+
+/// Face probability of one `conf` row.
+pub fn face_score(conf: &[f32], kind: ConfKind) -> f32 {
+    match kind {
+        ConfKind::Softmax => conf[1],
+        ConfKind::Logits => 1.0 / (1.0 + (conf[0] - conf[1]).exp()),
+    }
+}
+
+/// Decodes every prior whose score reaches `threshold`.
+///
+/// `loc`, `conf` and `landmarks` are the flat outputs of one image (A×4, A×2, A×10).
+/// `scale` maps normalised coordinates to output pixels (`[x, y]`).
+pub fn decode_faces(
+    contract: &ModelContract,
+    priors: &[Prior],
+    loc: &[f32],
+    conf: &[f32],
+    landmarks: &[f32],
+    threshold: f32,
+    scale: [f32; 2],
+) -> Vec<Face> {
+    let v = contract.priors.variances;
+    priors
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| {
+            let score = face_score(&conf[2 * i..2 * i + 2], contract.conf_kind);
+            // `!(score >= t)` also drops NaN scores.
+            if !(score >= threshold) {
+                return None;
+            }
+            let b = decode_box(&loc[4 * i..4 * i + 4], p, v);
+            let l = decode_landmarks(&landmarks[10 * i..10 * i + 10], p, v);
+            Some(Face {
+                bbox: [
+                    b[0] * scale[0],
+                    b[1] * scale[1],
+                    b[2] * scale[0],
+                    b[3] * scale[1],
+                ],
+                score,
+                landmarks: l.map(|[x, y]| [x * scale[0], y * scale[1]]),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const V: [f32; 2] = [0.1, 0.2];
+
+    fn close(a: f32, b: f32) -> bool {
+        (a - b).abs() < 1e-6
+    }
+
+    #[test]
+    fn zero_regression_gives_the_prior() {
+        let p = Prior {
+            cx: 0.5,
+            cy: 0.25,
+            w: 0.2,
+            h: 0.1,
+        };
+        let b = decode_box(&[0.0; 4], &p, V);
+        assert!(
+            close(b[0], 0.4) && close(b[1], 0.2) && close(b[2], 0.6) && close(b[3], 0.3),
+            "{b:?}"
+        );
+    }
+
+    #[test]
+    fn hand_computed_box_and_landmarks() {
+        // cx = 0.5 + 1.0*0.1*0.2 = 0.52; cy = 0.25 + (-2.0)*0.1*0.1 = 0.23
+        // w = 0.2*exp(0.5*0.2) = 0.221034; h = 0.1*exp(-1*0.2) = 0.0818731
+        let p = Prior {
+            cx: 0.5,
+            cy: 0.25,
+            w: 0.2,
+            h: 0.1,
+        };
+        let b = decode_box(&[1.0, -2.0, 0.5, -1.0], &p, V);
+        let (w, h) = (0.2 * 0.1f32.exp(), 0.1 * (-0.2f32).exp());
+        assert!(
+            close(b[0], 0.52 - w / 2.0) && close(b[2], 0.52 + w / 2.0),
+            "{b:?}"
+        );
+        assert!(
+            close(b[1], 0.23 - h / 2.0) && close(b[3], 0.23 + h / 2.0),
+            "{b:?}"
+        );
+        let l = decode_landmarks(&[1.0, 1.0, 0.0, 0.0, -1.0, 2.0, 0.0, 0.0, 0.0, 0.0], &p, V);
+        assert!(close(l[0][0], 0.52) && close(l[0][1], 0.26));
+        assert!(close(l[1][0], 0.5) && close(l[1][1], 0.25));
+        assert!(close(l[2][0], 0.48) && close(l[2][1], 0.27));
+    }
+
+    #[test]
+    fn logits_go_through_softmax() {
+        assert!(close(face_score(&[0.0, 0.0], ConfKind::Logits), 0.5));
+        let s = face_score(&[1.0, 3.0], ConfKind::Logits);
+        assert!(close(s, 3f32.exp() / (1f32.exp() + 3f32.exp())));
+        assert_eq!(face_score(&[0.3, 0.7], ConfKind::Softmax), 0.7);
+    }
+
+    #[test]
+    fn threshold_filters_and_scale_maps_to_pixels() {
+        let c = ModelContract::default();
+        let priors = [
+            Prior {
+                cx: 0.5,
+                cy: 0.5,
+                w: 0.1,
+                h: 0.2,
+            },
+            Prior {
+                cx: 0.25,
+                cy: 0.25,
+                w: 0.1,
+                h: 0.1,
+            },
+        ];
+        let faces = decode_faces(
+            &c,
+            &priors,
+            &[0.0; 8],
+            &[0.1, 0.9, 0.8, 0.2],
+            &[0.0; 20],
+            0.5,
+            [200.0, 100.0],
+        );
+        assert_eq!(faces.len(), 1);
+        let f = faces[0];
+        assert_eq!(f.score, 0.9);
+        assert!(
+            close(f.bbox[0], 90.0)
+                && close(f.bbox[1], 40.0)
+                && close(f.bbox[2], 110.0)
+                && close(f.bbox[3], 60.0)
+        );
+        assert!(close(f.landmarks[4][0], 100.0) && close(f.landmarks[4][1], 50.0));
+    }
+}

@@ -1,0 +1,602 @@
+//! Video frame → model input tensor.
+//!
+//! The frame is scaled so that its long side becomes the inference size (aspect kept) with
+//! `fast_image_resize`, then written as planar float32 in the model's channel order with the
+//! model's mean/std applied. YUV frames (I420, NV12) are scaled plane by plane and converted to
+//! RGB only at the small size, so no full-frame colour conversion is needed.
+
+use fast_image_resize::images::{Image, ImageRef};
+use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+
+use crate::contract::{ColorOrder, ModelContract};
+
+/// Pixel formats the preprocessor reads (GStreamer's names, in memory byte order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PixelLayout {
+    Rgb,
+    Bgr,
+    Rgbx,
+    Bgrx,
+    Xrgb,
+    Xbgr,
+    Rgba,
+    Bgra,
+    Argb,
+    Abgr,
+    I420,
+    Nv12,
+}
+
+impl PixelLayout {
+    /// Bytes per pixel and byte offsets of R, G and B for packed formats; `None` for YUV.
+    fn packed(self) -> Option<(usize, [usize; 3])> {
+        use PixelLayout::*;
+        match self {
+            Rgb => Some((3, [0, 1, 2])),
+            Bgr => Some((3, [2, 1, 0])),
+            Rgbx | Rgba => Some((4, [0, 1, 2])),
+            Bgrx | Bgra => Some((4, [2, 1, 0])),
+            Xrgb | Argb => Some((4, [1, 2, 3])),
+            Xbgr | Abgr => Some((4, [3, 2, 1])),
+            I420 | Nv12 => None,
+        }
+    }
+
+    /// Number of memory planes the layout uses.
+    pub fn planes(self) -> usize {
+        match self {
+            PixelLayout::I420 => 3,
+            PixelLayout::Nv12 => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// YUV → RGB conversion coefficients.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct YuvMatrix {
+    pub kr: f32,
+    pub kb: f32,
+    /// `true` for 0..255 luma, `false` for studio range 16..235.
+    pub full_range: bool,
+}
+
+impl YuvMatrix {
+    pub const BT601: Self = Self {
+        kr: 0.299,
+        kb: 0.114,
+        full_range: false,
+    };
+    pub const BT709: Self = Self {
+        kr: 0.2126,
+        kb: 0.0722,
+        full_range: false,
+    };
+    pub const BT2020: Self = Self {
+        kr: 0.2627,
+        kb: 0.0593,
+        full_range: false,
+    };
+
+    /// `[r, g, b]` in 0..255 for one YUV sample.
+    #[inline]
+    fn to_rgb(self, y: u8, u: u8, v: u8) -> [f32; 3] {
+        let (y, cb, cr) = if self.full_range {
+            (y as f32, u as f32 - 128.0, v as f32 - 128.0)
+        } else {
+            (
+                (y as f32 - 16.0) * (255.0 / 219.0),
+                (u as f32 - 128.0) * (255.0 / 224.0),
+                (v as f32 - 128.0) * (255.0 / 224.0),
+            )
+        };
+        let r = y + 2.0 * (1.0 - self.kr) * cr;
+        let b = y + 2.0 * (1.0 - self.kb) * cb;
+        let g = (y - self.kr * r - self.kb * b) / (1.0 - self.kr - self.kb);
+        [
+            r.clamp(0.0, 255.0),
+            g.clamp(0.0, 255.0),
+            b.clamp(0.0, 255.0),
+        ]
+    }
+}
+
+/// One memory plane of a frame.
+#[derive(Debug, Clone, Copy)]
+pub struct Plane<'a> {
+    pub data: &'a [u8],
+    /// Bytes from one row to the next.
+    pub stride: usize,
+}
+
+/// A borrowed video frame.
+#[derive(Debug, Clone, Copy)]
+pub struct Frame<'a> {
+    pub layout: PixelLayout,
+    pub width: usize,
+    pub height: usize,
+    /// `layout.planes()` planes: packed = 1; I420 = Y, U, V; NV12 = Y, UV.
+    pub planes: &'a [Plane<'a>],
+    /// Used for YUV layouts only.
+    pub matrix: YuvMatrix,
+}
+
+/// Where the scaled frame sits in the model input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InputGeometry {
+    /// Tensor width and height.
+    pub width: usize,
+    pub height: usize,
+    /// Size of the scaled frame inside the tensor (top-left aligned; the rest is padding).
+    pub content_width: usize,
+    pub content_height: usize,
+}
+
+/// Smallest tensor side; tinier frames are padded so every stride-32 level has a cell.
+pub const MIN_INPUT_SIDE: usize = 32;
+
+impl InputGeometry {
+    /// Scales `width`×`height` so the long side is `inference_size` (0 = keep native size).
+    pub fn for_frame(width: usize, height: usize, inference_size: usize) -> Self {
+        let (cw, ch) = if inference_size == 0 {
+            (width, height)
+        } else {
+            let scale = inference_size as f64 / width.max(height) as f64;
+            let side = |v: usize| ((v as f64 * scale).round() as usize).clamp(1, inference_size);
+            (side(width), side(height))
+        };
+        Self {
+            width: cw.max(MIN_INPUT_SIDE),
+            height: ch.max(MIN_INPUT_SIDE),
+            content_width: cw,
+            content_height: ch,
+        }
+    }
+
+    /// Multipliers from normalised tensor coordinates to frame pixels, `[x, y]`.
+    pub fn to_frame_scale(&self, frame_width: usize, frame_height: usize) -> [f32; 2] {
+        [
+            (self.width as f64 * frame_width as f64 / self.content_width as f64) as f32,
+            (self.height as f64 * frame_height as f64 / self.content_height as f64) as f32,
+        ]
+    }
+}
+
+/// A frame that does not match its declared layout.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid frame: {0}")]
+pub struct FrameError(pub String);
+
+/// Reusable scaling and conversion state; keep one per stream to avoid reallocations.
+#[derive(Default)]
+pub struct Preprocessor {
+    resizer: Resizer,
+    /// Scaled planes (packed pixels, or Y / U / V), reused between frames.
+    scaled: [Vec<u8>; 3],
+    /// Row-compacted copy of a source plane whose stride is not a whole number of pixels.
+    compact: Vec<u8>,
+    tensor: Vec<f32>,
+}
+
+// Bilinear convolution widens its kernel when downscaling, so it averages every source pixel
+// (no aliasing of small faces) at a fraction of Lanczos' cost.
+const RESIZE: ResizeAlg = ResizeAlg::Convolution(FilterType::Bilinear);
+
+impl Preprocessor {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Fills and returns the `[3, height, width]` input tensor for `frame`.
+    pub fn run(
+        &mut self,
+        frame: &Frame,
+        geometry: InputGeometry,
+        contract: &ModelContract,
+    ) -> Result<&[f32], FrameError> {
+        check_frame(frame)?;
+        let (w, h) = (geometry.width, geometry.height);
+        self.tensor.clear();
+        self.tensor.resize(3 * w * h, 0.0);
+        // Channel c of the tensor takes colour component `rgb_index[c]` (0 = R, 1 = G, 2 = B).
+        let rgb_index = match contract.color_order {
+            ColorOrder::Rgb => [0, 1, 2],
+            ColorOrder::Bgr => [2, 1, 0],
+        };
+        let norm: [(f32, f32); 3] =
+            std::array::from_fn(|c| (contract.mean[c], 1.0 / contract.std[c]));
+        match frame.layout.packed() {
+            Some((bpp, offsets)) => {
+                self.packed(frame, geometry, bpp, offsets.map(|o| o), rgb_index, norm)?
+            }
+            None => self.yuv(frame, geometry, rgb_index, norm)?,
+        }
+        Ok(&self.tensor)
+    }
+
+    fn packed(
+        &mut self,
+        frame: &Frame,
+        g: InputGeometry,
+        bpp: usize,
+        offsets: [usize; 3],
+        rgb_index: [usize; 3],
+        norm: [(f32, f32); 3],
+    ) -> Result<(), FrameError> {
+        let pixel_type = if bpp == 3 {
+            PixelType::U8x3
+        } else {
+            PixelType::U8x4
+        };
+        let plane = frame.planes[0];
+        let (src, src_stride): (&[u8], usize) =
+            if g.content_width == frame.width && g.content_height == frame.height {
+                (plane.data, plane.stride)
+            } else {
+                let out = &mut self.scaled[0];
+                resize_plane(
+                    &mut self.resizer,
+                    &mut self.compact,
+                    plane,
+                    frame.width,
+                    frame.height,
+                    pixel_type,
+                    g,
+                    out,
+                )?;
+                (out.as_slice(), g.content_width * bpp)
+            };
+        // One lookup table per tensor channel: byte → normalised float.
+        let luts: [[f32; 256]; 3] = std::array::from_fn(|c| {
+            let (mean, inv_std) = norm[c];
+            std::array::from_fn(|v| (v as f32 - mean) * inv_std)
+        });
+        let byte_offset: [usize; 3] = std::array::from_fn(|c| offsets[rgb_index[c]]);
+        let (tw, th) = (g.width, g.height);
+        let (c0, rest) = self.tensor.split_at_mut(tw * th);
+        let (c1, c2) = rest.split_at_mut(tw * th);
+        for y in 0..g.content_height {
+            let row = &src[y * src_stride..][..g.content_width * bpp];
+            let out = y * tw..y * tw + g.content_width;
+            let (o0, o1, o2) = (&mut c0[out.clone()], &mut c1[out.clone()], &mut c2[out]);
+            for (x, px) in row.chunks_exact(bpp).enumerate() {
+                o0[x] = luts[0][px[byte_offset[0]] as usize];
+                o1[x] = luts[1][px[byte_offset[1]] as usize];
+                o2[x] = luts[2][px[byte_offset[2]] as usize];
+            }
+        }
+        Ok(())
+    }
+
+    fn yuv(
+        &mut self,
+        frame: &Frame,
+        g: InputGeometry,
+        rgb_index: [usize; 3],
+        norm: [(f32, f32); 3],
+    ) -> Result<(), FrameError> {
+        let (cw, ch) = (frame.width.div_ceil(2), frame.height.div_ceil(2));
+        let [ys, us, vs] = &mut self.scaled;
+        resize_plane(
+            &mut self.resizer,
+            &mut self.compact,
+            frame.planes[0],
+            frame.width,
+            frame.height,
+            PixelType::U8,
+            g,
+            ys,
+        )?;
+        let interleaved = frame.layout == PixelLayout::Nv12;
+        if interleaved {
+            resize_plane(
+                &mut self.resizer,
+                &mut self.compact,
+                frame.planes[1],
+                cw,
+                ch,
+                PixelType::U8x2,
+                g,
+                us,
+            )?;
+        } else {
+            resize_plane(
+                &mut self.resizer,
+                &mut self.compact,
+                frame.planes[1],
+                cw,
+                ch,
+                PixelType::U8,
+                g,
+                us,
+            )?;
+            resize_plane(
+                &mut self.resizer,
+                &mut self.compact,
+                frame.planes[2],
+                cw,
+                ch,
+                PixelType::U8,
+                g,
+                vs,
+            )?;
+        }
+        let (tw, th) = (g.width, g.height);
+        let (c0, rest) = self.tensor.split_at_mut(tw * th);
+        let (c1, c2) = rest.split_at_mut(tw * th);
+        let cwid = g.content_width;
+        for y in 0..g.content_height {
+            for x in 0..cwid {
+                let i = y * cwid + x;
+                let (u, v) = if interleaved {
+                    (us[2 * i], us[2 * i + 1])
+                } else {
+                    (us[i], vs[i])
+                };
+                let rgb = frame.matrix.to_rgb(ys[i], u, v);
+                let o = y * tw + x;
+                c0[o] = (rgb[rgb_index[0]] - norm[0].0) * norm[0].1;
+                c1[o] = (rgb[rgb_index[1]] - norm[1].0) * norm[1].1;
+                c2[o] = (rgb[rgb_index[2]] - norm[2].0) * norm[2].1;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Scales one plane (`width`×`height` pixels of `pixel_type`) to the content size into `out`.
+#[allow(clippy::too_many_arguments)]
+fn resize_plane(
+    resizer: &mut Resizer,
+    compact: &mut Vec<u8>,
+    plane: Plane,
+    width: usize,
+    height: usize,
+    pixel_type: PixelType,
+    g: InputGeometry,
+    out: &mut Vec<u8>,
+) -> Result<(), FrameError> {
+    let bpp = pixel_type.size();
+    let row = width * bpp;
+    // fast_image_resize has no stride: read a strided plane as a wider image and crop it, or
+    // compact the rows when the stride is not a whole number of pixels (e.g. RGB, width 5).
+    let (data, src_width) = if plane.stride % bpp == 0 && plane.data.len() >= plane.stride * height
+    {
+        (plane.data, plane.stride / bpp)
+    } else {
+        compact.clear();
+        for y in 0..height {
+            compact.extend_from_slice(&plane.data[y * plane.stride..][..row]);
+        }
+        (compact.as_slice(), width)
+    };
+    let err = |e: &dyn std::fmt::Display| FrameError(format!("cannot scale plane: {e}"));
+    let src =
+        ImageRef::new(src_width as u32, height as u32, data, pixel_type).map_err(|e| err(&e))?;
+    out.clear();
+    out.resize(g.content_width * g.content_height * bpp, 0);
+    let mut dst = Image::from_slice_u8(
+        g.content_width as u32,
+        g.content_height as u32,
+        out,
+        pixel_type,
+    )
+    .map_err(|e| err(&e))?;
+    let options = ResizeOptions::new()
+        .resize_alg(RESIZE)
+        .use_alpha(false)
+        .crop(0.0, 0.0, width as f64, height as f64);
+    resizer
+        .resize(&src, &mut dst, &options)
+        .map_err(|e| err(&e))
+}
+
+/// Checks that every plane holds the rows the layout and size promise.
+fn check_frame(frame: &Frame) -> Result<(), FrameError> {
+    let (w, h) = (frame.width, frame.height);
+    if w == 0 || h == 0 {
+        return Err(FrameError(format!("frame is {w}×{h}")));
+    }
+    if frame.planes.len() < frame.layout.planes() {
+        return Err(FrameError(format!(
+            "{:?} needs {} planes, got {}",
+            frame.layout,
+            frame.layout.planes(),
+            frame.planes.len()
+        )));
+    }
+    let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
+    let needs: Vec<(usize, usize)> = match frame.layout {
+        PixelLayout::I420 => vec![(w, h), (cw, ch), (cw, ch)],
+        PixelLayout::Nv12 => vec![(w, h), (cw * 2, ch)],
+        other => vec![(w * other.packed().map_or(0, |p| p.0), h)],
+    };
+    for (i, (row, rows)) in needs.into_iter().enumerate() {
+        let p = frame.planes[i];
+        if p.stride < row || p.data.len() < p.stride * (rows - 1) + row {
+            return Err(FrameError(format!(
+                "plane {i} of a {w}×{h} {:?} frame needs {rows} rows of {row} bytes, has stride {} and {} bytes",
+                frame.layout,
+                p.stride,
+                p.data.len()
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tensor_for(
+        layout: PixelLayout,
+        planes: &[Plane],
+        w: usize,
+        h: usize,
+        size: usize,
+    ) -> (InputGeometry, Vec<f32>) {
+        let frame = Frame {
+            layout,
+            width: w,
+            height: h,
+            planes,
+            matrix: YuvMatrix::BT601,
+        };
+        let g = InputGeometry::for_frame(w, h, size);
+        let mut p = Preprocessor::new();
+        let t = p
+            .run(&frame, g, &ModelContract::default())
+            .unwrap()
+            .to_vec();
+        (g, t)
+    }
+
+    #[test]
+    fn geometry_keeps_aspect_and_pads_tiny_frames() {
+        let g = InputGeometry::for_frame(1920, 1080, 640);
+        assert_eq!(
+            (g.width, g.height, g.content_width, g.content_height),
+            (640, 360, 640, 360)
+        );
+        let g = InputGeometry::for_frame(3, 5, 640);
+        assert_eq!((g.content_width, g.content_height), (384, 640));
+        let g = InputGeometry::for_frame(1, 1, 0);
+        assert_eq!(
+            (g.width, g.height, g.content_width, g.content_height),
+            (32, 32, 1, 1)
+        );
+        assert_eq!(g.to_frame_scale(1, 1), [1.0, 1.0]);
+        let g = InputGeometry::for_frame(1920, 1080, 640);
+        assert_eq!(g.to_frame_scale(1920, 1080), [1920.0, 1080.0]);
+    }
+
+    #[test]
+    fn packed_pixels_land_in_bgr_planes_minus_mean() {
+        // 2×1 RGBx frame with a stride of 12 bytes (padding must be ignored).
+        let data = [10u8, 20, 30, 0, 200, 150, 100, 0, 99, 99, 99, 99];
+        let (_, t) = tensor_for(
+            PixelLayout::Rgbx,
+            &[Plane {
+                data: &data,
+                stride: 12,
+            }],
+            2,
+            1,
+            0,
+        );
+        // Tensor is 32×32 (padded); row 0 holds the two pixels.
+        let at = |c: usize, x: usize| t[c * 32 * 32 + x];
+        assert_eq!(
+            [at(0, 0), at(1, 0), at(2, 0)],
+            [30.0 - 104.0, 20.0 - 117.0, 10.0 - 123.0]
+        );
+        assert_eq!(
+            [at(0, 1), at(1, 1), at(2, 1)],
+            [100.0 - 104.0, 150.0 - 117.0, 200.0 - 123.0]
+        );
+        assert_eq!(at(0, 2), 0.0, "padding is zero after mean subtraction");
+    }
+
+    #[test]
+    fn rgb_with_odd_stride_and_bgr_agree() {
+        // 5×2 RGB (stride 16) and the same pixels as BGR (stride 15) give the same tensor.
+        let px: Vec<[u8; 3]> = (0..10).map(|i| [i * 20, 255 - i * 10, i * 7]).collect();
+        let mut rgb = vec![0u8; 32];
+        let mut bgr = vec![0u8; 30];
+        for (i, p) in px.iter().enumerate() {
+            let (x, y) = (i % 5, i / 5);
+            rgb[y * 16 + x * 3..][..3].copy_from_slice(p);
+            bgr[y * 15 + x * 3..][..3].copy_from_slice(&[p[2], p[1], p[0]]);
+        }
+        let (_, a) = tensor_for(
+            PixelLayout::Rgb,
+            &[Plane {
+                data: &rgb,
+                stride: 16,
+            }],
+            5,
+            2,
+            64,
+        );
+        let (_, b) = tensor_for(
+            PixelLayout::Bgr,
+            &[Plane {
+                data: &bgr,
+                stride: 15,
+            }],
+            5,
+            2,
+            64,
+        );
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn yuv_grey_and_colour_convert() {
+        // 2×2 I420, Y=235 (white in studio range), neutral chroma → 255 on every channel.
+        let y = [235u8; 4];
+        let (u, v) = ([128u8], [128u8]);
+        let planes = [
+            Plane {
+                data: &y,
+                stride: 2,
+            },
+            Plane {
+                data: &u,
+                stride: 1,
+            },
+            Plane {
+                data: &v,
+                stride: 1,
+            },
+        ];
+        let (_, t) = tensor_for(PixelLayout::I420, &planes, 2, 2, 0);
+        assert!((t[0] - (255.0 - 104.0)).abs() < 0.5);
+        // NV12 pure red in BT.601 studio range: Y=81, U=90, V=240 → R≈255, G≈0, B≈0.
+        let y = [81u8; 4];
+        let uv = [90u8, 240];
+        let planes = [
+            Plane {
+                data: &y,
+                stride: 2,
+            },
+            Plane {
+                data: &uv,
+                stride: 2,
+            },
+        ];
+        let (_, t) = tensor_for(PixelLayout::Nv12, &planes, 2, 2, 0);
+        let n = 32 * 32;
+        assert!(
+            (t[2 * n] - (255.0 - 123.0)).abs() < 3.0,
+            "R {}",
+            t[2 * n] + 123.0
+        );
+        assert!((t[n] + 117.0).abs() < 3.0, "G {}", t[n] + 117.0);
+        assert!((t[0] + 104.0).abs() < 3.0, "B {}", t[0] + 104.0);
+    }
+
+    #[test]
+    fn short_buffers_are_rejected_not_read_past() {
+        let data = [0u8; 10];
+        let frame = Frame {
+            layout: PixelLayout::Rgba,
+            width: 4,
+            height: 4,
+            planes: &[Plane {
+                data: &data,
+                stride: 16,
+            }],
+            matrix: YuvMatrix::BT601,
+        };
+        let err = Preprocessor::new()
+            .run(
+                &frame,
+                InputGeometry::for_frame(4, 4, 0),
+                &ModelContract::default(),
+            )
+            .unwrap_err();
+        assert!(err.0.contains("needs 4 rows"), "{err}");
+    }
+}

@@ -1,0 +1,209 @@
+//! Loading ONNX Runtime (at run time, through `ort`'s `load-dynamic`) and building sessions.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use ort::environment::Environment;
+use ort::ep::{self, ExecutionProvider as _};
+use ort::session::Session;
+use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
+
+/// ONNX Runtime release the project is built and tested against.
+pub const ORT_VERSION: &str = "1.31.1";
+
+/// How to get a suitable library; appended to every load failure.
+pub const ORT_INSTALL_HINT: &str = "install ONNX Runtime 1.31.1 with the project's setup script \
+     (scripts/setup.sh), or `pip install onnxruntime==1.31.1` and set ORT_DYLIB_PATH to its \
+     onnxruntime/capi/libonnxruntime.so.1.31.1";
+
+/// Where inference runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ExecutionProvider {
+    #[default]
+    Cpu,
+    Cuda,
+    TensorRt,
+}
+
+/// Options for [`load_session`].
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SessionConfig {
+    /// Intra-op threads; 0 lets ONNX Runtime choose (one per core).
+    pub threads: usize,
+    pub provider: ExecutionProvider,
+    /// GPU index for CUDA / TensorRT.
+    pub device_id: i32,
+}
+
+/// Why a session could not be made; the text says what to do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("ONNX Runtime could not be loaded. Tried: {tried}. To fix: {ORT_INSTALL_HINT}")]
+    LibraryMissing { tried: String },
+    #[error(
+        "model file '{0}' does not exist: set the model property to a RetinaFace ONNX file, or run scripts/setup.sh to install the default model"
+    )]
+    ModelMissing(PathBuf),
+    #[error(
+        "'{path}' is not a loadable ONNX model ({reason}); point the model property at a RetinaFace .onnx file"
+    )]
+    ModelInvalid { path: PathBuf, reason: String },
+    #[error("ONNX Runtime error: {0}")]
+    Ort(String),
+}
+
+fn ort_err<R>(e: ort::Error<R>) -> RuntimeError {
+    RuntimeError::Ort(e.to_string())
+}
+
+static ENVIRONMENT: OnceLock<Result<Environment, RuntimeError>> = OnceLock::new();
+
+/// Loads ONNX Runtime once per process and returns its environment.
+///
+/// Search order: `ORT_DYLIB_PATH` (when set, nothing else is tried); `libonnxruntime.so*` in each
+/// of `extra_dirs` (the plugin passes its own directory); the system loader path.
+/// The first call decides; later calls return the same result.
+pub fn environment(extra_dirs: &[PathBuf]) -> Result<&'static Environment, RuntimeError> {
+    ENVIRONMENT
+        .get_or_init(|| load_environment(extra_dirs))
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+fn library_candidates(extra_dirs: &[PathBuf]) -> Vec<PathBuf> {
+    if let Some(path) = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
+        return vec![PathBuf::from(path)];
+    }
+    let mut candidates = Vec::new();
+    for dir in extra_dirs {
+        let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("libonnxruntime.so"))
+            })
+            .collect();
+        found.sort();
+        if found.is_empty() {
+            candidates.push(dir.join("libonnxruntime.so"));
+        }
+        candidates.extend(found);
+    }
+    // Bare names go through the system loader (LD_LIBRARY_PATH, ld.so.cache).
+    candidates.push("libonnxruntime.so".into());
+    candidates.push("libonnxruntime.so.1".into());
+    candidates
+}
+
+fn load_environment(extra_dirs: &[PathBuf]) -> Result<Environment, RuntimeError> {
+    let mut tried = Vec::new();
+    for candidate in library_candidates(extra_dirs) {
+        match ort::init_from(&candidate) {
+            Ok(builder) => return builder.with_name("retinaface").build().map_err(ort_err),
+            Err(e) => tried.push(format!("{} ({e})", candidate.display())),
+        }
+    }
+    Err(RuntimeError::LibraryMissing {
+        tried: tried.join("; "),
+    })
+}
+
+/// A loaded model with the warnings raised while setting it up (e.g. a GPU fallback).
+pub struct LoadedSession {
+    pub session: Session,
+    pub warnings: Vec<String>,
+}
+
+/// Opens `model` with the requested threads and execution provider.
+///
+/// A provider that is unavailable falls back to CPU; the reason is in `warnings`.
+pub fn load_session(
+    env: &Environment,
+    model: &Path,
+    config: &SessionConfig,
+) -> Result<LoadedSession, RuntimeError> {
+    if !model.is_file() {
+        return Err(RuntimeError::ModelMissing(model.to_path_buf()));
+    }
+    let mut warnings = Vec::new();
+    let mut builder = cpu_builder(env, config)?;
+    if config.provider != ExecutionProvider::Cpu {
+        match with_gpu(builder, config) {
+            Ok(b) => builder = b,
+            Err((b, why)) => {
+                warnings.push(format!(
+                    "{:?} execution provider unavailable ({why}); running on CPU",
+                    config.provider
+                ));
+                builder = b;
+            }
+        }
+    }
+    let session = builder
+        .commit_from_file(model)
+        .map_err(|e| RuntimeError::ModelInvalid {
+            path: model.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+    Ok(LoadedSession { session, warnings })
+}
+
+fn cpu_builder(env: &Environment, config: &SessionConfig) -> Result<SessionBuilder, RuntimeError> {
+    let mut b = Session::builder(env)
+        .map_err(ort_err)?
+        .with_optimization_level(GraphOptimizationLevel::All)
+        .map_err(ort_err)?
+        // Spinning threads burn the cores that decoding and the rest of the pipeline need; on
+        // small machines two spinning threads are slower than one.
+        .with_intra_op_spinning(false)
+        .map_err(ort_err)?
+        .with_inter_op_spinning(false)
+        .map_err(ort_err)?;
+    if config.threads > 0 {
+        b = b.with_intra_threads(config.threads).map_err(ort_err)?;
+    }
+    Ok(b)
+}
+
+/// Registers the GPU provider(s); on failure hands the builder back with the reason.
+fn with_gpu(
+    builder: SessionBuilder,
+    config: &SessionConfig,
+) -> Result<SessionBuilder, (SessionBuilder, String)> {
+    let cuda_available = ep::CUDA::is_available().unwrap_or(false);
+    if !cuda_available {
+        return Err((
+            builder,
+            "this ONNX Runtime library has no CUDA support; install onnxruntime-gpu 1.31.1 and set ORT_DYLIB_PATH to its library".into(),
+        ));
+    }
+    let mut providers = Vec::new();
+    if config.provider == ExecutionProvider::TensorRt {
+        if !ep::TensorRT::is_available().unwrap_or(false) {
+            return Err((
+                builder,
+                "this ONNX Runtime library has no TensorRT support".into(),
+            ));
+        }
+        providers.push(
+            ep::TensorRT::default()
+                .with_device_id(config.device_id)
+                .build()
+                .error_on_failure(),
+        );
+    }
+    providers.push(
+        ep::CUDA::default()
+            .with_device_id(config.device_id)
+            .build()
+            .error_on_failure(),
+    );
+    builder.with_execution_providers(providers).map_err(|e| {
+        let why = e.to_string();
+        (e.recover(), why)
+    })
+}
