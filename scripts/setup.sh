@@ -69,6 +69,14 @@ if [ ! -f "$ORT_LIB" ]; then
   $SUDO install -m 0644 "$tmp/libonnxruntime.so.1.31.1" "$ORT_LIB"
   rm -rf "$tmp"
 fi
+# A tiny non-RetinaFace ONNX model from the same wheel, for the tests' bad-model cases.
+if [ ! -s "$DATA/models/testdata/sigmoid.onnx" ]; then
+  $SUDO mkdir -p "$DATA/models/testdata"
+  tmp=$(mktemp -d)
+  unzip -q -j -o "$CACHE/onnxruntime-1.31.1-cp311-cp311-manylinux_2_28_x86_64.whl" 'onnxruntime/datasets/sigmoid.onnx' -d "$tmp"
+  $SUDO install -m 0644 "$tmp/sigmoid.onnx" "$DATA/models/testdata/sigmoid.onnx"
+  rm -rf "$tmp"
+fi
 $SUDO ln -sf libonnxruntime.so.1.31.1 "$PREFIX/lib/libonnxruntime.so.1"
 $SUDO ln -sf libonnxruntime.so.1 "$PREFIX/lib/libonnxruntime.so"
 $SUDO ldconfig

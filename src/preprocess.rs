@@ -466,7 +466,8 @@ mod tests {
             (g.width, g.height, g.content_width, g.content_height),
             (32, 32, 1, 1)
         );
-        assert_eq!(g.to_frame_scale(1, 1), [1.0, 1.0]);
+        // Normalised tensor coordinates span the 32-px padded tensor, i.e. 32 frame pixels.
+        assert_eq!(g.to_frame_scale(1, 1), [32.0, 32.0]);
         let g = InputGeometry::for_frame(1920, 1080, 640);
         assert_eq!(g.to_frame_scale(1920, 1080), [1920.0, 1080.0]);
     }

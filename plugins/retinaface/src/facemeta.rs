@@ -10,6 +10,11 @@
 //!   `x0, y0, … x4, y4` for left eye, right eye, nose, left mouth corner, right mouth corner,
 //!   normalised to the ROI rectangle (0,0 = its top-left, 1,1 = its bottom-right) so they stay
 //!   right when the rectangle is transformed.
+//!
+//! GStreamer 1.22 drops ROI params when it scales the meta (`videoscale`), keeping the rectangle
+//! and the ROI `id`. So the same score and landmarks are also stored, keyed by ROI id, in one
+//! tag-less custom meta [`BACKUP_META`] per buffer, which scaling elements copy unchanged;
+//! [`read`] falls back to it when a ROI has lost its params.
 
 use gst_video::VideoRegionOfInterestMeta;
 use retinaface::Face;
@@ -17,6 +22,15 @@ use retinaface::Face;
 pub const ROI_TYPE: &str = "face";
 pub const DETECTION: &str = "detection";
 pub const LANDMARKS: &str = "landmarks";
+/// Name of the custom meta that backs up score and landmarks per ROI id.
+pub const BACKUP_META: &str = "GstRetinaFaceBackupMeta";
+
+/// Registers [`BACKUP_META`]; called once from plugin init.
+pub fn register_backup_meta() {
+    if !gst::meta::CustomMeta::is_registered(BACKUP_META) {
+        gst::meta::CustomMeta::register(BACKUP_META, &[]);
+    }
+}
 
 /// A face as read back from a buffer, in that buffer's pixels.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -50,7 +64,8 @@ fn roi_rect(bbox: &[f32; 4], width: u32, height: u32) -> (u32, u32, u32, u32) {
 /// Attaches one ROI meta per face to `buffer` (a `width`×`height` frame).
 pub fn attach(buffer: &mut gst::BufferRef, faces: &[Face], width: u32, height: u32) {
     let (fw, fh) = (width as f64, height as f64);
-    for face in faces {
+    let (mut ids, mut scores, mut all_points) = (Vec::new(), Vec::new(), Vec::new());
+    for (id, face) in faces.iter().enumerate() {
         let rect = roi_rect(&face.bbox, width, height);
         let b = face.bbox.map(f64::from);
         let detection = gst::Structure::builder(DETECTION)
@@ -68,14 +83,52 @@ pub fn attach(buffer: &mut gst::BufferRef, faces: &[Face], width: u32, height: u
             .iter()
             .flat_map(|[x, y]| [(*x as f64 - rx) / rw, (*y as f64 - ry) / rh])
             .collect();
+        ids.push(id as i32);
+        scores.push(face.score as f64);
+        all_points.extend_from_slice(&points);
         let landmarks = gst::Structure::builder(LANDMARKS)
             .field("format", "landmark_points")
             .field("points", gst::Array::new(points))
             .build();
         let mut meta = VideoRegionOfInterestMeta::add(buffer, ROI_TYPE, rect);
+        meta.set_id(id as i32);
         meta.add_param(detection);
         meta.add_param(landmarks);
     }
+    if faces.is_empty() {
+        return;
+    }
+    match gst::meta::CustomMeta::add(buffer, BACKUP_META) {
+        Ok(mut backup) => {
+            let s = backup.mut_structure();
+            s.set("ids", gst::Array::new(ids));
+            s.set("scores", gst::Array::new(scores));
+            s.set("points", gst::Array::new(all_points));
+        }
+        // Only when the plugin was not initialised; the ROI params still carry everything.
+        Err(_) => gst::warning!(gst::CAT_RUST, "{BACKUP_META} is not registered"),
+    }
+}
+
+/// Score and ROI-relative landmark points of ROI `id` from the backup meta.
+fn backup_for(buffer: &gst::BufferRef, id: i32) -> Option<(f64, Vec<f64>)> {
+    let meta = gst::meta::CustomMeta::from_buffer(buffer, BACKUP_META).ok()?;
+    let s = meta.structure();
+    let ids = s.get::<gst::Array>("ids").ok()?;
+    let index = ids.iter().position(|v| v.get::<i32>().ok() == Some(id))?;
+    let score = s
+        .get::<gst::Array>("scores")
+        .ok()?
+        .get(index)?
+        .get::<f64>()
+        .ok()?;
+    let points = s.get::<gst::Array>("points").ok()?;
+    let points = points
+        .get(index * 10..index * 10 + 10)?
+        .iter()
+        .filter_map(|v| v.get::<f64>().ok())
+        .collect();
+    Some((score, points))
 }
 
 /// Reads every face ROI meta on `buffer`, in buffer pixels.
@@ -86,9 +139,11 @@ pub fn read(buffer: &gst::BufferRef) -> Vec<FaceRecord> {
         .map(|m| {
             let (x, y, w, h) = m.rect();
             let (x, y, width, height) = (x as f64, y as f64, w as f64, h as f64);
+            let backup = || backup_for(buffer, m.id());
             let score = m
                 .param(DETECTION)
-                .and_then(|s| s.get::<f64>("confidence").ok());
+                .and_then(|s| s.get::<f64>("confidence").ok())
+                .or_else(|| backup().map(|b| b.0));
             let landmarks = m
                 .param(LANDMARKS)
                 .and_then(|s| s.get::<gst::Array>("points").ok())
@@ -97,6 +152,7 @@ pub fn read(buffer: &gst::BufferRef) -> Vec<FaceRecord> {
                         .filter_map(|v| v.get::<f64>().ok())
                         .collect::<Vec<_>>()
                 })
+                .or_else(|| backup().map(|b| b.1))
                 .filter(|p| p.len() == 10)
                 .map(|p| {
                     p.chunks_exact(2)
@@ -123,6 +179,7 @@ mod tests {
     #[test]
     fn attach_then_read_round_trips() {
         gst::init().unwrap();
+        register_backup_meta();
         let face = Face {
             bbox: [10.2, 20.0, 50.0, 70.4],
             score: 0.875,

@@ -27,6 +27,7 @@ fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     {
         let _ = PLUGIN_DIR.set(dir);
     }
+    facemeta::register_backup_meta();
     detect::register(plugin)?;
     json::register(plugin)?;
     Ok(())
