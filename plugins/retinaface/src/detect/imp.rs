@@ -267,19 +267,19 @@ impl BaseTransformImpl for RetinaFaceDetect {
             use retinaface::runtime::RuntimeError as R;
             match e {
                 E::Runtime(R::ModelMissing(_)) => {
-                    gst::error_msg!(gst::ResourceError::NotFound, ["{e}"])
+                    gst::error_msg!(gst::ResourceError::NotFound, ("{e}"))
                 }
                 E::Runtime(R::LibraryMissing { .. }) => {
-                    gst::error_msg!(gst::LibraryError::Init, ["{e}"])
+                    gst::error_msg!(gst::LibraryError::Init, ("{e}"))
                 }
                 E::Runtime(R::ModelInvalid { .. }) | E::Contract { .. } => {
-                    gst::error_msg!(gst::ResourceError::OpenRead, ["{e}"])
+                    gst::error_msg!(gst::ResourceError::OpenRead, ("{e}"))
                 }
-                other => gst::error_msg!(gst::LibraryError::Failed, ["{other}"]),
+                other => gst::error_msg!(gst::LibraryError::Failed, ("{other}")),
             }
         })?;
         for warning in &detector.warnings {
-            gst::element_imp_warning!(self, gst::LibraryError::Init, ["{}", warning]);
+            gst::element_imp_warning!(self, gst::LibraryError::Init, ("{}", warning));
         }
         gst::info!(
             CAT,
@@ -339,11 +339,11 @@ impl BaseTransformImpl for RetinaFaceDetect {
                     gst::element_imp_error!(
                         self,
                         gst::StreamError::Format,
-                        [
+                        (
                             "buffer too small for caps {}x{}",
                             info.width(),
                             info.height()
-                        ]
+                        )
                     );
                     gst::FlowError::Error
                 })?;
@@ -367,7 +367,7 @@ impl BaseTransformImpl for RetinaFaceDetect {
                     gst::element_imp_error!(
                         self,
                         gst::StreamError::Failed,
-                        ["face detection failed: {e}"]
+                        ("face detection failed: {e}")
                     );
                     gst::FlowError::Error
                 })?;

@@ -147,7 +147,7 @@ impl BaseTransformImpl for RetinaFaceJson {
             let file = File::create(&location).map_err(|e| {
                 gst::error_msg!(
                     gst::ResourceError::OpenWrite,
-                    ["cannot open '{location}' for writing: {e}"]
+                    ("cannot open '{location}' for writing: {e}")
                 )
             })?;
             Box::new(BufWriter::new(file))
@@ -163,7 +163,7 @@ impl BaseTransformImpl for RetinaFaceJson {
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
         if let Some(mut state) = self.state.lock().unwrap().take() {
             state.writer.flush().map_err(|e| {
-                gst::error_msg!(gst::ResourceError::Write, ["cannot write JSON lines: {e}"])
+                gst::error_msg!(gst::ResourceError::Write, ("cannot write JSON lines: {e}"))
             })?;
         }
         Ok(())
@@ -187,7 +187,7 @@ impl BaseTransformImpl for RetinaFaceJson {
             gst::element_imp_error!(
                 self,
                 gst::ResourceError::Write,
-                ["cannot write JSON lines: {e}"]
+                ("cannot write JSON lines: {e}")
             );
         }
         self.parent_sink_event(event)
@@ -215,7 +215,7 @@ impl BaseTransformImpl for RetinaFaceJson {
             gst::element_imp_error!(
                 self,
                 gst::ResourceError::Write,
-                ["cannot write JSON lines: {e}"]
+                ("cannot write JSON lines: {e}")
             );
             gst::FlowError::Error
         })?;
