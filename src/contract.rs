@@ -340,16 +340,21 @@ mod tests {
 
     #[test]
     fn metadata_round_trips() {
-        let mut c = ModelContract::default();
-        c.color_order = ColorOrder::Rgb;
-        c.priors.steps = vec![4, 8, 16, 32];
-        c.priors.min_sizes = vec![
-            vec![8.0],
-            vec![16.0, 24.0],
-            vec![64.0, 128.0],
-            vec![256.0, 512.0],
-        ];
-        c.conf_kind = ConfKind::Logits;
+        let c = ModelContract {
+            color_order: ColorOrder::Rgb,
+            conf_kind: ConfKind::Logits,
+            priors: PriorConfig {
+                steps: vec![4, 8, 16, 32],
+                min_sizes: vec![
+                    vec![8.0],
+                    vec![16.0, 24.0],
+                    vec![64.0, 128.0],
+                    vec![256.0, 512.0],
+                ],
+                variances: [0.1, 0.2],
+            },
+            ..Default::default()
+        };
         let meta = c.to_metadata();
         let back = ModelContract::from_metadata(|k| {
             meta.iter()

@@ -79,8 +79,7 @@ pub fn decode_faces(
         .enumerate()
         .filter_map(|(i, p)| {
             let score = face_score(&conf[2 * i..2 * i + 2], contract.conf_kind);
-            // `!(score >= t)` also drops NaN scores.
-            if !(score >= threshold) {
+            if score.is_nan() || score < threshold {
                 return None;
             }
             let b = decode_box(&loc[4 * i..4 * i + 4], p, v);

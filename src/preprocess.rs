@@ -360,16 +360,16 @@ fn resize_plane(
     let row = width * bpp;
     // fast_image_resize has no stride: read a strided plane as a wider image and crop it, or
     // compact the rows when the stride is not a whole number of pixels (e.g. RGB, width 5).
-    let (data, src_width) = if plane.stride % bpp == 0 && plane.data.len() >= plane.stride * height
-    {
-        (plane.data, plane.stride / bpp)
-    } else {
-        compact.clear();
-        for y in 0..height {
-            compact.extend_from_slice(&plane.data[y * plane.stride..][..row]);
-        }
-        (compact.as_slice(), width)
-    };
+    let (data, src_width) =
+        if plane.stride.is_multiple_of(bpp) && plane.data.len() >= plane.stride * height {
+            (plane.data, plane.stride / bpp)
+        } else {
+            compact.clear();
+            for y in 0..height {
+                compact.extend_from_slice(&plane.data[y * plane.stride..][..row]);
+            }
+            (compact.as_slice(), width)
+        };
     let err = |e: &dyn std::fmt::Display| FrameError(format!("cannot scale plane: {e}"));
     let src =
         ImageRef::new(src_width as u32, height as u32, data, pixel_type).map_err(|e| err(&e))?;

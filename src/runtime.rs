@@ -132,15 +132,13 @@ pub fn load_session(
     let mut warnings = Vec::new();
     let mut builder = cpu_builder(env, config)?;
     if config.provider != ExecutionProvider::Cpu {
-        match with_gpu(builder, config) {
-            Ok(b) => builder = b,
-            Err((b, why)) => {
-                warnings.push(format!(
-                    "{:?} execution provider unavailable ({why}); running on CPU",
-                    config.provider
-                ));
-                builder = b;
-            }
+        let (b, registered) = with_gpu(builder, config);
+        builder = b;
+        if let Err(why) = registered {
+            warnings.push(format!(
+                "{:?} execution provider unavailable ({why}); running on CPU",
+                config.provider
+            ));
         }
     }
     let session = builder
@@ -169,25 +167,23 @@ fn cpu_builder(env: &Environment, config: &SessionConfig) -> Result<SessionBuild
     Ok(b)
 }
 
-/// Registers the GPU provider(s); on failure hands the builder back with the reason.
+/// Registers the GPU provider(s); on failure the builder comes back unchanged with the reason.
 fn with_gpu(
     builder: SessionBuilder,
     config: &SessionConfig,
-) -> Result<SessionBuilder, (SessionBuilder, String)> {
-    let cuda_available = ep::CUDA::is_available().unwrap_or(false);
-    if !cuda_available {
-        return Err((
-            builder,
-            "this ONNX Runtime library has no CUDA support; install onnxruntime-gpu 1.31.1 and set ORT_DYLIB_PATH to its library".into(),
-        ));
+) -> (SessionBuilder, Result<(), String>) {
+    if !ep::CUDA::is_available().unwrap_or(false) {
+        let why = "this ONNX Runtime library has no CUDA support; install onnxruntime-gpu 1.31.1 \
+                   and set ORT_DYLIB_PATH to its library";
+        return (builder, Err(why.into()));
     }
     let mut providers = Vec::new();
     if config.provider == ExecutionProvider::TensorRt {
         if !ep::TensorRT::is_available().unwrap_or(false) {
-            return Err((
+            return (
                 builder,
-                "this ONNX Runtime library has no TensorRT support".into(),
-            ));
+                Err("this ONNX Runtime library has no TensorRT support".into()),
+            );
         }
         providers.push(
             ep::TensorRT::default()
@@ -202,8 +198,11 @@ fn with_gpu(
             .build()
             .error_on_failure(),
     );
-    builder.with_execution_providers(providers).map_err(|e| {
-        let why = e.to_string();
-        (e.recover(), why)
-    })
+    match builder.with_execution_providers(providers) {
+        Ok(b) => (b, Ok(())),
+        Err(e) => {
+            let why = e.to_string();
+            (e.recover(), Err(why))
+        }
+    }
 }
