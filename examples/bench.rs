@@ -24,9 +24,9 @@ use std::time::{Duration, Instant};
 
 use gst::prelude::*;
 use gst_video::prelude::*;
-use retinaface::ModelContract;
 use retinaface::preprocess::{Frame, InputGeometry, PixelLayout, Plane, Preprocessor, YuvMatrix};
 use retinaface::runtime::{self, SessionConfig};
+use retinaface::{DetectParams, ModelContract};
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
 
@@ -202,7 +202,12 @@ impl BareBench {
         };
         let geometry = InputGeometry::for_frame(WIDTH, HEIGHT, INFERENCE_SIZE);
         let tensor = Preprocessor::new()
-            .run(&frame, geometry, &ModelContract::default())?
+            .run(
+                &frame,
+                geometry,
+                &ModelContract::default(),
+                DetectParams::default().scale_filter,
+            )?
             .to_vec();
         Ok(Self {
             session,

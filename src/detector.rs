@@ -8,7 +8,7 @@ use ort::value::TensorRef;
 use crate::contract::{ContractError, ModelContract, TensorInfo};
 use crate::decode::{Face, decode_faces};
 use crate::nms::nms;
-use crate::preprocess::{Frame, FrameError, InputGeometry, Preprocessor};
+use crate::preprocess::{Frame, FrameError, InputGeometry, Preprocessor, ScaleFilter};
 use crate::priors::{self, Prior};
 use crate::runtime::{self, RuntimeError, SessionConfig};
 
@@ -28,6 +28,8 @@ pub struct DetectParams {
     pub min_face_size: f32,
     /// Long side of the model input in pixels; 0 = the frame's own size.
     pub inference_size: usize,
+    /// How the frame is scaled to the inference size.
+    pub scale_filter: ScaleFilter,
 }
 
 impl Default for DetectParams {
@@ -38,6 +40,7 @@ impl Default for DetectParams {
             max_faces: 0,
             min_face_size: 0.0,
             inference_size: 640,
+            scale_filter: ScaleFilter::default(),
         }
     }
 }
@@ -131,7 +134,9 @@ impl Detector {
             self.priors = ((h, w), priors::generate(&self.contract.priors, h, w));
         }
         let priors = &self.priors.1;
-        let tensor = self.preprocessor.run(frame, geometry, &self.contract)?;
+        let tensor = self
+            .preprocessor
+            .run(frame, geometry, &self.contract, params.scale_filter)?;
         let infer_err = |e: &dyn std::fmt::Display| DetectorError::Inference(e.to_string());
         let input =
             TensorRef::from_array_view(([1usize, 3, h, w], tensor)).map_err(|e| infer_err(&e))?;

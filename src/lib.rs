@@ -21,5 +21,5 @@ pub mod runtime;
 pub use contract::ModelContract;
 pub use decode::Face;
 pub use detector::{DetectParams, Detector};
-pub use preprocess::{Frame, PixelLayout, Plane, YuvMatrix};
+pub use preprocess::{Frame, PixelLayout, Plane, ScaleFilter, YuvMatrix};
 pub use runtime::{ExecutionProvider, SessionConfig};

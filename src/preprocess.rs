@@ -7,6 +7,7 @@
 
 use fast_image_resize::images::{Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+use rayon::prelude::*;
 
 use crate::contract::{ColorOrder, ModelContract};
 
@@ -72,48 +73,54 @@ impl YuvMatrix {
         kb: 0.0722,
         full_range: false,
     };
-    pub const BT2020: Self = Self {
-        kr: 0.2627,
-        kb: 0.0593,
-        full_range: false,
-    };
-
-    /// Per-byte lookup tables so conversion is three table reads and adds per pixel.
-    fn tables(self) -> YuvTables {
-        let kg = 1.0 - self.kr - self.kb;
+    /// Conversion constants, computed once per frame.
+    fn coefficients(self) -> YuvCoefficients {
         let (y_scale, y_offset, c_scale) = if self.full_range {
             (1.0, 0.0, 1.0)
         } else {
             (255.0 / 219.0, 16.0, 255.0 / 224.0)
         };
-        let chroma = |v: usize| (v as f32 - 128.0) * c_scale;
-        YuvTables {
-            y: std::array::from_fn(|v| (v as f32 - y_offset) * y_scale),
-            rv: std::array::from_fn(|v| 2.0 * (1.0 - self.kr) * chroma(v)),
-            gu: std::array::from_fn(|v| -2.0 * self.kb * (1.0 - self.kb) / kg * chroma(v)),
-            gv: std::array::from_fn(|v| -2.0 * self.kr * (1.0 - self.kr) / kg * chroma(v)),
-            bu: std::array::from_fn(|v| 2.0 * (1.0 - self.kb) * chroma(v)),
+        let kg = 1.0 - self.kr - self.kb;
+        YuvCoefficients {
+            y_scale,
+            y_offset,
+            rv: 2.0 * (1.0 - self.kr) * c_scale,
+            gu: -2.0 * self.kb * (1.0 - self.kb) / kg * c_scale,
+            gv: -2.0 * self.kr * (1.0 - self.kr) / kg * c_scale,
+            bu: 2.0 * (1.0 - self.kb) * c_scale,
         }
     }
+
+    pub const BT2020: Self = Self {
+        kr: 0.2627,
+        kb: 0.0593,
+        full_range: false,
+    };
 }
 
-struct YuvTables {
-    y: [f32; 256],
-    rv: [f32; 256],
-    gu: [f32; 256],
-    gv: [f32; 256],
-    bu: [f32; 256],
+/// `R = Y' + rv·V'`, `G = Y' + gu·U' + gv·V'`, `B = Y' + bu·U'` with `Y' = (Y − y_offset)·y_scale`
+/// and `U' = U − 128`, `V' = V − 128`.
+#[derive(Clone, Copy)]
+struct YuvCoefficients {
+    y_scale: f32,
+    y_offset: f32,
+    rv: f32,
+    gu: f32,
+    gv: f32,
+    bu: f32,
 }
 
-impl YuvTables {
+impl YuvCoefficients {
     /// `[r, g, b]` in 0..255 for one YUV sample.
     #[inline]
     fn rgb(&self, y: u8, u: u8, v: u8) -> [f32; 3] {
-        let y = self.y[y as usize];
-        let r = y + self.rv[v as usize];
-        let g = y + self.gu[u as usize] + self.gv[v as usize];
-        let b = y + self.bu[u as usize];
-        [r.clamp(0.0, 255.0), g.clamp(0.0, 255.0), b.clamp(0.0, 255.0)]
+        let y = (y as f32 - self.y_offset) * self.y_scale;
+        let (u, v) = (u as f32 - 128.0, v as f32 - 128.0);
+        [
+            (y + self.rv * v).clamp(0.0, 255.0),
+            (y + self.gu * u + self.gv * v).clamp(0.0, 255.0),
+            (y + self.bu * u).clamp(0.0, 255.0),
+        ]
     }
 }
 
@@ -183,22 +190,37 @@ impl InputGeometry {
 #[error("invalid frame: {0}")]
 pub struct FrameError(pub String);
 
+/// How the frame is scaled down (or up) to the inference size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ScaleFilter {
+    /// Nearest neighbour: the cheapest. The reference training recipe resizes with a randomly
+    /// chosen interpolation that includes nearest, so the published models are used to it.
+    #[default]
+    Nearest,
+    /// 2×2 bilinear interpolation (OpenCV's INTER_LINEAR, as the reference test scripts use):
+    /// smoother edges for about 1 ms more per 1080p frame on this project's 2-core reference machine.
+    Bilinear,
+}
+
+impl ScaleFilter {
+    fn algorithm(self) -> ResizeAlg {
+        match self {
+            ScaleFilter::Nearest => ResizeAlg::Nearest,
+            ScaleFilter::Bilinear => ResizeAlg::Interpolation(FilterType::Bilinear),
+        }
+    }
+}
+
 /// Reusable scaling and conversion state; keep one per stream to avoid reallocations.
 #[derive(Default)]
 pub struct Preprocessor {
-    resizer: Resizer,
+    scaler: Scaler,
     /// Scaled planes (packed pixels, or Y / U / V), reused between frames.
     scaled: [Vec<u8>; 3],
-    /// Row-compacted copy of a source plane whose stride is not a whole number of pixels.
-    compact: Vec<u8>,
     tensor: Vec<f32>,
     /// Geometry `tensor` was laid out for.
     geometry: Option<InputGeometry>,
 }
-
-// Fixed 2×2 bilinear interpolation, as OpenCV's INTER_LINEAR that the reference RetinaFace
-// implementations resize with; a widened (convolution) kernel costs ~3× more at 1080p → 640.
-const RESIZE: ResizeAlg = ResizeAlg::Interpolation(FilterType::Bilinear);
 
 impl Preprocessor {
     pub fn new() -> Self {
@@ -211,27 +233,32 @@ impl Preprocessor {
         frame: &Frame,
         geometry: InputGeometry,
         contract: &ModelContract,
+        filter: ScaleFilter,
     ) -> Result<&[f32], FrameError> {
         check_frame(frame)?;
         if self.geometry != Some(geometry) {
             // Padding stays zero (= the mean colour); the content area is overwritten per frame.
             self.tensor.clear();
-            self.tensor.resize(3 * geometry.width * geometry.height, 0.0);
+            self.tensor
+                .resize(3 * geometry.width * geometry.height, 0.0);
             self.geometry = Some(geometry);
         }
-        // Channel c of the tensor takes colour component `rgb_index[c]` (0 = R, 1 = G, 2 = B).
-        let rgb_index = match contract.color_order {
+        self.scaler.algorithm = filter.algorithm();
+        // Tensor channel c holds colour `color_of_channel[c]` (0 = R, 1 = G, 2 = B).
+        let color_of_channel = match contract.color_order {
             ColorOrder::Rgb => [0, 1, 2],
             ColorOrder::Bgr => [2, 1, 0],
         };
-        let norm: [(f32, f32); 3] =
-            std::array::from_fn(|c| (contract.mean[c], 1.0 / contract.std[c]));
+        let norm: [Normalise; 3] = std::array::from_fn(|c| Normalise {
+            mean: contract.mean[c],
+            inv_std: 1.0 / contract.std[c],
+        });
         match frame.layout.packed() {
             Some((bpp, offsets)) => {
-                self.packed(frame, geometry, bpp, offsets.map(|o| o), rgb_index, norm)?
+                self.packed(frame, geometry, bpp, offsets, color_of_channel, norm)
             }
-            None => self.yuv(frame, geometry, rgb_index, norm)?,
-        }
+            None => self.yuv(frame, geometry, color_of_channel, norm),
+        }?;
         Ok(&self.tensor)
     }
 
@@ -241,8 +268,8 @@ impl Preprocessor {
         g: InputGeometry,
         bpp: usize,
         offsets: [usize; 3],
-        rgb_index: [usize; 3],
-        norm: [(f32, f32); 3],
+        color_of_channel: [usize; 3],
+        norm: [Normalise; 3],
     ) -> Result<(), FrameError> {
         let pixel_type = if bpp == 3 {
             PixelType::U8x3
@@ -255,37 +282,20 @@ impl Preprocessor {
                 (plane.data, plane.stride)
             } else {
                 let out = &mut self.scaled[0];
-                resize_plane(
-                    &mut self.resizer,
-                    &mut self.compact,
-                    plane,
-                    frame.width,
-                    frame.height,
-                    pixel_type,
-                    g,
-                    out,
-                )?;
+                self.scaler
+                    .scale(plane, frame.width, frame.height, pixel_type, g, out)?;
                 (out.as_slice(), g.content_width * bpp)
             };
-        // One lookup table per tensor channel: byte → normalised float.
-        let luts: [[f32; 256]; 3] = std::array::from_fn(|c| {
-            let (mean, inv_std) = norm[c];
-            std::array::from_fn(|v| (v as f32 - mean) * inv_std)
-        });
-        let byte_offset: [usize; 3] = std::array::from_fn(|c| offsets[rgb_index[c]]);
-        let (tw, th) = (g.width, g.height);
-        let (c0, rest) = self.tensor.split_at_mut(tw * th);
-        let (c1, c2) = rest.split_at_mut(tw * th);
-        for y in 0..g.content_height {
+        let byte_offset: [usize; 3] = std::array::from_fn(|c| offsets[color_of_channel[c]]);
+        tensor_rows(&mut self.tensor, g).for_each(|(y, outs)| {
             let row = &src[y * src_stride..][..g.content_width * bpp];
-            let out = y * tw..y * tw + g.content_width;
-            let (o0, o1, o2) = (&mut c0[out.clone()], &mut c1[out.clone()], &mut c2[out]);
-            for (x, px) in row.chunks_exact(bpp).enumerate() {
-                o0[x] = luts[0][px[byte_offset[0]] as usize];
-                o1[x] = luts[1][px[byte_offset[1]] as usize];
-                o2[x] = luts[2][px[byte_offset[2]] as usize];
+            for (c, out) in outs.into_iter().enumerate() {
+                match bpp {
+                    3 => normalise_channel::<3>(row, byte_offset[c], norm[c], out),
+                    _ => normalise_channel::<4>(row, byte_offset[c], norm[c], out),
+                }
             }
-        }
+        });
         Ok(())
     }
 
@@ -293,14 +303,13 @@ impl Preprocessor {
         &mut self,
         frame: &Frame,
         g: InputGeometry,
-        rgb_index: [usize; 3],
-        norm: [(f32, f32); 3],
+        color_of_channel: [usize; 3],
+        norm: [Normalise; 3],
     ) -> Result<(), FrameError> {
         let (cw, ch) = (frame.width.div_ceil(2), frame.height.div_ceil(2));
         let [ys, us, vs] = &mut self.scaled;
-        resize_plane(
-            &mut self.resizer,
-            &mut self.compact,
+        let interleaved = frame.layout == PixelLayout::Nv12;
+        self.scaler.scale(
             frame.planes[0],
             frame.width,
             frame.height,
@@ -308,109 +317,147 @@ impl Preprocessor {
             g,
             ys,
         )?;
-        let interleaved = frame.layout == PixelLayout::Nv12;
         if interleaved {
-            resize_plane(
-                &mut self.resizer,
-                &mut self.compact,
-                frame.planes[1],
-                cw,
-                ch,
-                PixelType::U8x2,
-                g,
-                us,
-            )?;
+            self.scaler
+                .scale(frame.planes[1], cw, ch, PixelType::U8x2, g, us)?;
         } else {
-            resize_plane(
-                &mut self.resizer,
-                &mut self.compact,
-                frame.planes[1],
-                cw,
-                ch,
-                PixelType::U8,
-                g,
-                us,
-            )?;
-            resize_plane(
-                &mut self.resizer,
-                &mut self.compact,
-                frame.planes[2],
-                cw,
-                ch,
-                PixelType::U8,
-                g,
-                vs,
-            )?;
+            self.scaler
+                .scale(frame.planes[1], cw, ch, PixelType::U8, g, us)?;
+            self.scaler
+                .scale(frame.planes[2], cw, ch, PixelType::U8, g, vs)?;
         }
-        let (tw, th) = (g.width, g.height);
-        let (c0, rest) = self.tensor.split_at_mut(tw * th);
-        let (c1, c2) = rest.split_at_mut(tw * th);
-        let cwid = g.content_width;
-        let tables = frame.matrix.tables();
-        for y in 0..g.content_height {
-            for x in 0..cwid {
-                let i = y * cwid + x;
-                let (u, v) = if interleaved {
-                    (us[2 * i], us[2 * i + 1])
-                } else {
-                    (us[i], vs[i])
-                };
-                let rgb = tables.rgb(ys[i], u, v);
-                let o = y * tw + x;
-                c0[o] = (rgb[rgb_index[0]] - norm[0].0) * norm[0].1;
-                c1[o] = (rgb[rgb_index[1]] - norm[1].0) * norm[1].1;
-                c2[o] = (rgb[rgb_index[2]] - norm[2].0) * norm[2].1;
+        let k = frame.matrix.coefficients();
+        let width = g.content_width;
+        let (ys, us, vs) = (&*ys, &*us, &*vs);
+        tensor_rows(&mut self.tensor, g).for_each(|(y, outs)| {
+            // Reorder the outputs to R, G, B so the inner loop has no indirection.
+            let mut by_color: [(&mut [f32], Normalise); 3] = Default::default();
+            for (c, out) in outs.into_iter().enumerate() {
+                by_color[color_of_channel[c]] = (out, norm[c]);
             }
-        }
+            let [(r, nr), (gr, ng), (b, nb)] = by_color;
+            let mut put = |x: usize, rgb: [f32; 3]| {
+                r[x] = nr.apply(rgb[0]);
+                gr[x] = ng.apply(rgb[1]);
+                b[x] = nb.apply(rgb[2]);
+            };
+            let i = y * width;
+            let luma = &ys[i..i + width];
+            if interleaved {
+                let uv = us[2 * i..2 * (i + width)].chunks_exact(2);
+                for (x, (&l, c)) in luma.iter().zip(uv).enumerate() {
+                    put(x, k.rgb(l, c[0], c[1]));
+                }
+            } else {
+                let chroma = us[i..i + width].iter().zip(&vs[i..i + width]);
+                for (x, (&l, (&u, &v))) in luma.iter().zip(chroma).enumerate() {
+                    put(x, k.rgb(l, u, v));
+                }
+            }
+        });
         Ok(())
     }
 }
 
-/// Scales one plane (`width`×`height` pixels of `pixel_type`) to the content size into `out`.
-#[allow(clippy::too_many_arguments)]
-fn resize_plane(
-    resizer: &mut Resizer,
-    compact: &mut Vec<u8>,
-    plane: Plane,
-    width: usize,
-    height: usize,
-    pixel_type: PixelType,
+/// `(value − mean) / std` of one tensor channel.
+#[derive(Debug, Clone, Copy, Default)]
+struct Normalise {
+    mean: f32,
+    inv_std: f32,
+}
+
+impl Normalise {
+    #[inline]
+    fn apply(self, v: f32) -> f32 {
+        (v - self.mean) * self.inv_std
+    }
+}
+
+/// The content rows of the three tensor channels, as `(row, [c0, c1, c2])`, spread over the
+/// rayon pool: preprocessing uses the cores ONNX Runtime leaves idle between runs.
+fn tensor_rows(
+    tensor: &mut [f32],
     g: InputGeometry,
-    out: &mut Vec<u8>,
-) -> Result<(), FrameError> {
-    let bpp = pixel_type.size();
-    let row = width * bpp;
-    // fast_image_resize has no stride: read a strided plane as a wider image and crop it, or
-    // compact the rows when the stride is not a whole number of pixels (e.g. RGB, width 5).
-    let (data, src_width) =
-        if plane.stride.is_multiple_of(bpp) && plane.data.len() >= plane.stride * height {
-            (plane.data, plane.stride / bpp)
-        } else {
-            compact.clear();
-            for y in 0..height {
-                compact.extend_from_slice(&plane.data[y * plane.stride..][..row]);
-            }
-            (compact.as_slice(), width)
-        };
-    let err = |e: &dyn std::fmt::Display| FrameError(format!("cannot scale plane: {e}"));
-    let src =
-        ImageRef::new(src_width as u32, height as u32, data, pixel_type).map_err(|e| err(&e))?;
-    out.clear();
-    out.resize(g.content_width * g.content_height * bpp, 0);
-    let mut dst = Image::from_slice_u8(
-        g.content_width as u32,
-        g.content_height as u32,
-        out,
-        pixel_type,
-    )
-    .map_err(|e| err(&e))?;
-    let options = ResizeOptions::new()
-        .resize_alg(RESIZE)
-        .use_alpha(false)
-        .crop(0.0, 0.0, width as f64, height as f64);
-    resizer
-        .resize(&src, &mut dst, &options)
-        .map_err(|e| err(&e))
+) -> impl IndexedParallelIterator<Item = (usize, [&mut [f32]; 3])> {
+    let plane = g.width * g.height;
+    let (c0, rest) = tensor.split_at_mut(plane);
+    let (c1, c2) = rest.split_at_mut(plane);
+    let (cw, ch) = (g.content_width, g.content_height);
+    let rows = [c0, c1, c2].map(|c| c.par_chunks_mut(g.width).take(ch));
+    let [rows0, rows1, rows2] = rows;
+    rows0
+        .zip(rows1)
+        .zip(rows2)
+        .enumerate()
+        .map(move |(y, ((a, b), c))| (y, [&mut a[..cw], &mut b[..cw], &mut c[..cw]]))
+}
+
+/// Writes one channel (byte `offset` of each `BPP`-byte pixel) of `row` as normalised floats.
+#[inline]
+fn normalise_channel<const BPP: usize>(row: &[u8], offset: usize, n: Normalise, out: &mut [f32]) {
+    for (o, px) in out.iter_mut().zip(row.chunks_exact(BPP)) {
+        *o = n.apply(px[offset] as f32);
+    }
+}
+
+/// `fast_image_resize` with the chosen algorithm, for strided planes.
+struct Scaler {
+    resizer: Resizer,
+    algorithm: ResizeAlg,
+    /// Row-compacted copy of a source plane whose stride is not a whole number of pixels.
+    compact: Vec<u8>,
+}
+
+impl Default for Scaler {
+    fn default() -> Self {
+        Self {
+            resizer: Resizer::new(),
+            algorithm: ScaleFilter::default().algorithm(),
+            compact: Vec::new(),
+        }
+    }
+}
+
+impl Scaler {
+    /// Scales one plane (`width`×`height` pixels of `pixel_type`) to the content size into `out`.
+    fn scale(
+        &mut self,
+        plane: Plane,
+        width: usize,
+        height: usize,
+        pixel_type: PixelType,
+        g: InputGeometry,
+        out: &mut Vec<u8>,
+    ) -> Result<(), FrameError> {
+        let bpp = pixel_type.size();
+        // fast_image_resize has no stride: read a strided plane as a wider image and crop it, or
+        // compact the rows when the stride is not a whole number of pixels (e.g. RGB, width 5).
+        let (data, src_width) =
+            if plane.stride.is_multiple_of(bpp) && plane.data.len() >= plane.stride * height {
+                (plane.data, plane.stride / bpp)
+            } else {
+                self.compact.clear();
+                for y in 0..height {
+                    self.compact
+                        .extend_from_slice(&plane.data[y * plane.stride..][..width * bpp]);
+                }
+                (self.compact.as_slice(), width)
+            };
+        let err = |e: &dyn std::fmt::Display| FrameError(format!("cannot scale plane: {e}"));
+        let src = ImageRef::new(src_width as u32, height as u32, data, pixel_type)
+            .map_err(|e| err(&e))?;
+        out.clear();
+        out.resize(g.content_width * g.content_height * bpp, 0);
+        let (dw, dh) = (g.content_width as u32, g.content_height as u32);
+        let mut dst = Image::from_slice_u8(dw, dh, out, pixel_type).map_err(|e| err(&e))?;
+        let options = ResizeOptions::new()
+            .resize_alg(self.algorithm)
+            .use_alpha(false)
+            .crop(0.0, 0.0, width as f64, height as f64);
+        self.resizer
+            .resize(&src, &mut dst, &options)
+            .map_err(|e| err(&e))
+    }
 }
 
 /// Checks that every plane holds the rows the layout and size promise.
@@ -468,7 +515,7 @@ mod tests {
         let g = InputGeometry::for_frame(w, h, size);
         let mut p = Preprocessor::new();
         let t = p
-            .run(&frame, g, &ModelContract::default())
+            .run(&frame, g, &ModelContract::default(), ScaleFilter::Bilinear)
             .unwrap()
             .to_vec();
         (g, t)
@@ -618,6 +665,7 @@ mod tests {
                 &frame,
                 InputGeometry::for_frame(4, 4, 0),
                 &ModelContract::default(),
+                ScaleFilter::Nearest,
             )
             .unwrap_err();
         assert!(err.0.contains("needs 4 rows"), "{err}");

@@ -27,6 +27,23 @@ fn same_faces_in_rgb_bgrx_rgba_i420_nv12() {
     }
 }
 
+/// Both scaling methods find the same faces.
+#[test]
+fn bilinear_scaling_finds_the_same_faces() {
+    for photo in ["sample4.jpg", "test3.jpg"] {
+        let nearest = detect_image(photo, "video/x-raw,format=I420", "scaling-method=nearest")
+            .faces()
+            .remove(0);
+        let bilinear = detect_image(photo, "video/x-raw,format=I420", "scaling-method=bilinear")
+            .faces()
+            .remove(0);
+        assert_eq!(nearest.len(), bilinear.len(), "{photo}");
+        let worst = worst_match(&nearest, &bilinear);
+        // Small faces move by a pixel or two between the two samplings.
+        assert!(worst >= 0.8, "{photo}: worst IoU {worst}");
+    }
+}
+
 /// Odd sizes, including chroma planes of odd size, produce buffers and no errors.
 #[test]
 fn tiny_and_odd_frame_sizes_work() {

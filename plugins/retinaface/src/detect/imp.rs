@@ -12,7 +12,7 @@ use retinaface::{
     DetectParams, Detector, Face, Frame, PixelLayout, Plane, SessionConfig, YuvMatrix,
 };
 
-use super::{ExecutionProvider, FORMATS, MESSAGE_NAME, default_model_path};
+use super::{ExecutionProvider, FORMATS, MESSAGE_NAME, ScalingMethod, default_model_path};
 use crate::facemeta;
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -31,6 +31,7 @@ struct Settings {
     max_faces: u32,
     min_face_size: u32,
     inference_size: u32,
+    scaling_method: ScalingMethod,
     interval: u32,
     threads: u32,
     execution_provider: ExecutionProvider,
@@ -47,6 +48,10 @@ impl Default for Settings {
             max_faces: params.max_faces as u32,
             min_face_size: params.min_face_size as u32,
             inference_size: params.inference_size as u32,
+            scaling_method: match params.scale_filter {
+                retinaface::ScaleFilter::Nearest => ScalingMethod::Nearest,
+                retinaface::ScaleFilter::Bilinear => ScalingMethod::Bilinear,
+            },
             interval: 1,
             threads: 0,
             execution_provider: ExecutionProvider::default(),
@@ -63,6 +68,7 @@ impl Settings {
             max_faces: self.max_faces as usize,
             min_face_size: self.min_face_size as f32,
             inference_size: self.inference_size as usize,
+            scale_filter: self.scaling_method.into(),
         }
     }
 }
@@ -136,6 +142,11 @@ impl ObjectImpl for RetinaFaceDetect {
                     .default_value(d.inference_size)
                     .mutable_playing()
                     .build(),
+                glib::ParamSpecEnum::builder_with_default("scaling-method", d.scaling_method)
+                    .nick("Scaling method")
+                    .blurb("How frames are scaled to the inference size")
+                    .mutable_playing()
+                    .build(),
                 glib::ParamSpecUInt::builder("interval")
                     .nick("Interval")
                     .blurb("Run the model on every N-th frame; frames in between carry the last faces")
@@ -180,6 +191,7 @@ impl ObjectImpl for RetinaFaceDetect {
             "max-faces" => s.max_faces = value.get().unwrap(),
             "min-face-size" => s.min_face_size = value.get().unwrap(),
             "inference-size" => s.inference_size = value.get().unwrap(),
+            "scaling-method" => s.scaling_method = value.get().unwrap(),
             "interval" => s.interval = value.get().unwrap(),
             "threads" => s.threads = value.get().unwrap(),
             "execution-provider" => s.execution_provider = value.get().unwrap(),
@@ -198,6 +210,7 @@ impl ObjectImpl for RetinaFaceDetect {
             "max-faces" => s.max_faces.to_value(),
             "min-face-size" => s.min_face_size.to_value(),
             "inference-size" => s.inference_size.to_value(),
+            "scaling-method" => s.scaling_method.to_value(),
             "interval" => s.interval.to_value(),
             "threads" => s.threads.to_value(),
             "execution-provider" => s.execution_provider.to_value(),
