@@ -1,6 +1,7 @@
 //! GStreamer plugin `retinaface`: face detection with RetinaFace ONNX models.
 //!
 //! - `retinafacedetect` runs the model and attaches one `GstVideoRegionOfInterestMeta` per face.
+//! - `retinafaceoverlay` draws those faces, or blurs / pixelates them.
 //! - `retinafacejson` writes the faces it finds on each buffer as JSON lines.
 //!
 //! The metadata schema lives in [`facemeta`]; every element reads and writes it through there.
@@ -11,6 +12,7 @@ use std::sync::OnceLock;
 pub mod detect;
 pub mod facemeta;
 pub mod json;
+pub mod overlay;
 
 /// Directory this plugin's shared object was loaded from, when loaded from a file.
 static PLUGIN_DIR: OnceLock<PathBuf> = OnceLock::new();
@@ -30,6 +32,7 @@ fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     facemeta::register_backup_meta();
     detect::register(plugin)?;
     json::register(plugin)?;
+    overlay::register(plugin)?;
     Ok(())
 }
 

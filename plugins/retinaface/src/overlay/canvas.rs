@@ -1,0 +1,531 @@
+//! Drawing on raw video frames in place, for packed RGB variants and YUV 4:2:0 (I420, NV12).
+//!
+//! Every operation is expressed per memory plane, with the plane's chroma subsampling, so that
+//! the same code draws on RGBx and on NV12. On subsampled planes a chroma sample is written only
+//! when its whole 2×2 luma block is inside the shape (no colour bleeding out of a box), and
+//! shapes are snapped to even luma coordinates so that their chroma is complete.
+
+use gst_video::VideoFormat;
+use gst_video::prelude::*;
+
+/// A colour as 0xAARRGGBB; alpha blends it over the frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Argb(pub u32);
+
+impl Argb {
+    fn alpha(self) -> u32 {
+        self.0 >> 24
+    }
+
+    fn rgb(self) -> [f32; 3] {
+        [(self.0 >> 16) & 0xff, (self.0 >> 8) & 0xff, self.0 & 0xff].map(|v| v as f32)
+    }
+
+    /// Studio-range Y, U, V of the colour for the given matrix coefficients.
+    fn yuv(self, kr: f32, kb: f32) -> [u8; 3] {
+        let [r, g, b] = self.rgb();
+        let y = kr * r + (1.0 - kr - kb) * g + kb * b;
+        let u = (b - y) / (2.0 * (1.0 - kb));
+        let v = (r - y) / (2.0 * (1.0 - kr));
+        [
+            16.0 + y * 219.0 / 255.0,
+            128.0 + u * 224.0 / 255.0,
+            128.0 + v * 224.0 / 255.0,
+        ]
+        .map(|c| c.round().clamp(0.0, 255.0) as u8)
+    }
+}
+
+/// How one memory plane stores pixels.
+#[derive(Debug, Clone, Copy)]
+struct PlaneLayout {
+    /// Bytes per sample.
+    components: usize,
+    /// 1 = full resolution, 2 = half in both directions.
+    subsampling: usize,
+}
+
+/// The pixel layout of a frame: its planes, and which byte of which plane carries which colour.
+#[derive(Debug, Clone, Copy)]
+pub struct Layout {
+    planes: [Option<PlaneLayout>; 3],
+    kind: Kind,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    /// Byte offsets of R, G, B in each pixel; padding and alpha bytes are left as they are.
+    Packed {
+        rgb: [usize; 3],
+    },
+    I420,
+    Nv12,
+}
+
+impl Layout {
+    pub fn for_format(format: VideoFormat) -> Option<Self> {
+        use VideoFormat as F;
+        let packed = |bpp: usize, rgb: [usize; 3]| Layout {
+            planes: [
+                Some(PlaneLayout {
+                    components: bpp,
+                    subsampling: 1,
+                }),
+                None,
+                None,
+            ],
+            kind: Kind::Packed { rgb },
+        };
+        let luma = PlaneLayout {
+            components: 1,
+            subsampling: 1,
+        };
+        Some(match format {
+            F::Rgb => packed(3, [0, 1, 2]),
+            F::Bgr => packed(3, [2, 1, 0]),
+            F::Rgbx => packed(4, [0, 1, 2]),
+            F::Bgrx => packed(4, [2, 1, 0]),
+            F::Xrgb => packed(4, [1, 2, 3]),
+            F::Xbgr => packed(4, [3, 2, 1]),
+            F::Rgba => packed(4, [0, 1, 2]),
+            F::Bgra => packed(4, [2, 1, 0]),
+            F::Argb => packed(4, [1, 2, 3]),
+            F::Abgr => packed(4, [3, 2, 1]),
+            F::I420 => Layout {
+                planes: [
+                    Some(luma),
+                    Some(PlaneLayout {
+                        components: 1,
+                        subsampling: 2,
+                    }),
+                    Some(PlaneLayout {
+                        components: 1,
+                        subsampling: 2,
+                    }),
+                ],
+                kind: Kind::I420,
+            },
+            F::Nv12 => Layout {
+                planes: [
+                    Some(luma),
+                    Some(PlaneLayout {
+                        components: 2,
+                        subsampling: 2,
+                    }),
+                    None,
+                ],
+                kind: Kind::Nv12,
+            },
+            _ => return None,
+        })
+    }
+
+    fn subsampled(&self) -> bool {
+        !matches!(self.kind, Kind::Packed { .. })
+    }
+}
+
+/// An axis-aligned rectangle in luma pixels, `x0..x1` × `y0..y1` (end exclusive).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rect {
+    pub x0: i64,
+    pub y0: i64,
+    pub x1: i64,
+    pub y1: i64,
+}
+
+impl Rect {
+    pub fn new(x: f64, y: f64, width: f64, height: f64) -> Self {
+        Self {
+            x0: x.floor() as i64,
+            y0: y.floor() as i64,
+            x1: (x + width).ceil() as i64,
+            y1: (y + height).ceil() as i64,
+        }
+    }
+
+    pub fn grow(self, by: i64) -> Self {
+        Self {
+            x0: self.x0 - by,
+            y0: self.y0 - by,
+            x1: self.x1 + by,
+            y1: self.y1 + by,
+        }
+    }
+
+    fn clip(self, width: usize, height: usize) -> Self {
+        Self {
+            x0: self.x0.clamp(0, width as i64),
+            y0: self.y0.clamp(0, height as i64),
+            x1: self.x1.clamp(0, width as i64),
+            y1: self.y1.clamp(0, height as i64),
+        }
+    }
+
+    fn snap_even(self) -> Self {
+        Self {
+            x0: self.x0 & !1,
+            y0: self.y0 & !1,
+            x1: (self.x1 + 1) & !1,
+            y1: (self.y1 + 1) & !1,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.x0 >= self.x1 || self.y0 >= self.y1
+    }
+
+    /// The samples of a plane with `sub`-sampling whose whole luma footprint lies in `self`.
+    fn inner_samples(self, sub: usize) -> Self {
+        let s = sub as i64;
+        Self {
+            x0: (self.x0 + s - 1) / s,
+            y0: (self.y0 + s - 1) / s,
+            x1: self.x1 / s,
+            y1: self.y1 / s,
+        }
+    }
+
+    /// The samples of a plane with `sub`-sampling that touch `self`.
+    fn touching_samples(self, sub: usize) -> Self {
+        let s = sub as i64;
+        Self {
+            x0: self.x0 / s,
+            y0: self.y0 / s,
+            x1: (self.x1 + s - 1) / s,
+            y1: (self.y1 + s - 1) / s,
+        }
+    }
+}
+
+/// A mapped, writable video frame to draw on.
+pub struct Canvas<'a, 'b> {
+    frame: &'a mut gst_video::VideoFrameRef<&'b mut gst::BufferRef>,
+    layout: Layout,
+    width: usize,
+    height: usize,
+    /// Matrix coefficients (kr, kb) for YUV colours.
+    matrix: (f32, f32),
+}
+
+impl<'a, 'b> Canvas<'a, 'b> {
+    pub fn new(
+        frame: &'a mut gst_video::VideoFrameRef<&'b mut gst::BufferRef>,
+        layout: Layout,
+    ) -> Self {
+        let info = frame.info();
+        let matrix = match info.colorimetry().matrix() {
+            gst_video::VideoColorMatrix::Bt709 => (0.2126, 0.0722),
+            gst_video::VideoColorMatrix::Bt2020 => (0.2627, 0.0593),
+            _ => (0.299, 0.114),
+        };
+        let (width, height) = (info.width() as usize, info.height() as usize);
+        Self {
+            frame,
+            layout,
+            width,
+            height,
+            matrix,
+        }
+    }
+
+    /// Per plane: the byte values of `color` for each component, and which components to write.
+    fn plane_values(&self, color: Argb) -> [([u8; 4], [bool; 4]); 3] {
+        match self.layout.kind {
+            Kind::Packed { rgb, .. } => {
+                let mut v = [0u8; 4];
+                let mut m = [false; 4];
+                for (c, offset) in rgb.iter().enumerate() {
+                    v[*offset] = color.rgb()[c] as u8;
+                    m[*offset] = true;
+                }
+                [(v, m), ([0; 4], [false; 4]), ([0; 4], [false; 4])]
+            }
+            Kind::I420 => {
+                let [y, u, v] = color.yuv(self.matrix.0, self.matrix.1);
+                let one = [true, false, false, false];
+                [
+                    ([y, 0, 0, 0], one),
+                    ([u, 0, 0, 0], one),
+                    ([v, 0, 0, 0], one),
+                ]
+            }
+            Kind::Nv12 => {
+                let [y, u, v] = color.yuv(self.matrix.0, self.matrix.1);
+                [
+                    ([y, 0, 0, 0], [true, false, false, false]),
+                    ([u, v, 0, 0], [true, true, false, false]),
+                    ([0; 4], [false; 4]),
+                ]
+            }
+        }
+    }
+
+    /// Runs `f(samples, components, row_bytes, stride)` on each plane's part of `area`, where
+    /// `select` picks the plane samples (`inner_samples` or `touching_samples`).
+    fn for_each_plane(
+        &mut self,
+        area: Rect,
+        select: fn(Rect, usize) -> Rect,
+        mut f: impl FnMut(usize, &mut [u8], usize, Rect, PlaneLayout),
+    ) {
+        let area = if self.layout.subsampled() {
+            area.snap_even()
+        } else {
+            area
+        };
+        let area = area.clip(self.width, self.height);
+        if area.is_empty() {
+            return;
+        }
+        for (index, plane) in self.layout.planes.iter().enumerate() {
+            let Some(plane) = *plane else { continue };
+            let samples = select(area, plane.subsampling);
+            let samples = samples.clip(
+                self.width.div_ceil(plane.subsampling),
+                self.height.div_ceil(plane.subsampling),
+            );
+            if samples.is_empty() {
+                continue;
+            }
+            let stride = self.frame.plane_stride()[index] as usize;
+            let Ok(data) = self.frame.plane_data_mut(index as u32) else {
+                continue;
+            };
+            f(index, data, stride, samples, plane);
+        }
+    }
+
+    /// Fills `rect` with `color` (alpha-blended).
+    pub fn fill(&mut self, rect: Rect, color: Argb) {
+        let values = self.plane_values(color);
+        let alpha = color.alpha();
+        self.for_each_plane(
+            rect,
+            Rect::inner_samples,
+            |index, data, stride, s, plane| {
+                let (v, mask) = values[index];
+                for y in s.y0..s.y1 {
+                    let row = &mut data[y as usize * stride..];
+                    for x in s.x0..s.x1 {
+                        let px = &mut row[x as usize * plane.components..][..plane.components];
+                        for c in 0..plane.components {
+                            if mask[c] {
+                                px[c] = blend(px[c], v[c], alpha);
+                            }
+                        }
+                    }
+                }
+            },
+        );
+    }
+
+    /// Draws the outline of `rect`, `thickness` pixels wide, inside the rectangle.
+    pub fn outline(&mut self, rect: Rect, thickness: i64, color: Argb) {
+        let t = if self.layout.subsampled() {
+            (thickness + 1) & !1
+        } else {
+            thickness
+        }
+        .max(1);
+        let r = if self.layout.subsampled() {
+            rect.snap_even()
+        } else {
+            rect
+        };
+        let sides = [
+            Rect { y1: r.y0 + t, ..r },
+            Rect { y0: r.y1 - t, ..r },
+            Rect {
+                x1: r.x0 + t,
+                y0: r.y0 + t,
+                y1: r.y1 - t,
+                ..r
+            },
+            Rect {
+                x0: r.x1 - t,
+                y0: r.y0 + t,
+                y1: r.y1 - t,
+                ..r
+            },
+        ];
+        for side in sides {
+            self.fill(side, color);
+        }
+    }
+
+    /// A filled square dot of `radius` around (x, y).
+    pub fn dot(&mut self, x: f64, y: f64, radius: i64, color: Argb) {
+        let (x, y) = (x.round() as i64, y.round() as i64);
+        self.fill(
+            Rect {
+                x0: x - radius,
+                y0: y - radius,
+                x1: x + radius + 1,
+                y1: y + radius + 1,
+            },
+            color,
+        );
+    }
+
+    /// Replaces each `block`×`block` cell of `rect` with its mean, on every plane.
+    pub fn pixelate(&mut self, rect: Rect, block: usize) {
+        self.for_each_plane(rect, Rect::touching_samples, |_, data, stride, s, plane| {
+            let cell = (block / plane.subsampling).max(1) as i64;
+            let n = plane.components;
+            let mut y0 = s.y0;
+            while y0 < s.y1 {
+                let y1 = (y0 + cell).min(s.y1);
+                let mut x0 = s.x0;
+                while x0 < s.x1 {
+                    let x1 = (x0 + cell).min(s.x1);
+                    let mut sum = [0u32; 4];
+                    for y in y0..y1 {
+                        for x in x0..x1 {
+                            for c in 0..n {
+                                sum[c] += data[y as usize * stride + x as usize * n + c] as u32;
+                            }
+                        }
+                    }
+                    let count = ((y1 - y0) * (x1 - x0)) as u32;
+                    for y in y0..y1 {
+                        for x in x0..x1 {
+                            for c in 0..n {
+                                data[y as usize * stride + x as usize * n + c] =
+                                    ((sum[c] + count / 2) / count) as u8;
+                            }
+                        }
+                    }
+                    x0 = x1;
+                }
+                y0 = y1;
+            }
+        });
+    }
+
+    /// Box-blurs `rect` (two passes of radius `radius` in each direction, ≈ Gaussian), reading
+    /// only pixels inside it so nothing outside leaks in or changes.
+    pub fn blur(&mut self, rect: Rect, radius: usize) {
+        self.for_each_plane(rect, Rect::touching_samples, |_, data, stride, s, plane| {
+            let r = (radius / plane.subsampling).max(1);
+            let n = plane.components;
+            let (w, h) = ((s.x1 - s.x0) as usize, (s.y1 - s.y0) as usize);
+            let mut line = Vec::new();
+            for _ in 0..2 {
+                for y in 0..h {
+                    let start = (s.y0 as usize + y) * stride + s.x0 as usize * n;
+                    box_blur_line(&mut data[start..], n, w, n, r, &mut line);
+                }
+                for x in 0..w {
+                    let start = s.y0 as usize * stride + (s.x0 as usize + x) * n;
+                    box_blur_line(&mut data[start..], stride, h, n, r, &mut line);
+                }
+            }
+        });
+    }
+}
+
+/// Moving-average blur of `len` samples of `n` components, `pitch` bytes apart, edges clamped.
+fn box_blur_line(
+    data: &mut [u8],
+    pitch: usize,
+    len: usize,
+    n: usize,
+    r: usize,
+    line: &mut Vec<u8>,
+) {
+    if len < 2 {
+        return;
+    }
+    for c in 0..n {
+        line.clear();
+        line.extend((0..len).map(|i| data[i * pitch + c]));
+        let at = |i: isize| line[i.clamp(0, len as isize - 1) as usize] as u32;
+        let width = 2 * r as u32 + 1;
+        let mut sum: u32 = (-(r as isize)..=r as isize).map(at).sum();
+        for i in 0..len {
+            data[i * pitch + c] = ((sum + width / 2) / width) as u8;
+            sum = sum + at(i as isize + r as isize + 1) - at(i as isize - r as isize);
+        }
+    }
+}
+
+fn blend(under: u8, over: u8, alpha: u32) -> u8 {
+    ((over as u32 * alpha + under as u32 * (255 - alpha) + 127) / 255) as u8
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colours_convert_to_studio_range_yuv() {
+        assert_eq!(Argb(0xffffffff).yuv(0.299, 0.114), [235, 128, 128]);
+        assert_eq!(Argb(0xff000000).yuv(0.299, 0.114), [16, 128, 128]);
+        let [y, u, v] = Argb(0xffff0000).yuv(0.299, 0.114);
+        assert_eq!((y, u, v), (81, 90, 240));
+    }
+
+    #[test]
+    fn chroma_samples_stay_inside() {
+        let r = Rect {
+            x0: 2,
+            y0: 2,
+            x1: 6,
+            y1: 4,
+        };
+        assert_eq!(
+            r.inner_samples(2),
+            Rect {
+                x0: 1,
+                y0: 1,
+                x1: 3,
+                y1: 2
+            }
+        );
+        let odd = Rect {
+            x0: 3,
+            y0: 3,
+            x1: 6,
+            y1: 6,
+        };
+        assert_eq!(
+            odd.inner_samples(2),
+            Rect {
+                x0: 2,
+                y0: 2,
+                x1: 3,
+                y1: 3
+            }
+        );
+        assert_eq!(
+            odd.touching_samples(2),
+            Rect {
+                x0: 1,
+                y0: 1,
+                x1: 3,
+                y1: 3
+            }
+        );
+        assert_eq!(
+            odd.snap_even(),
+            Rect {
+                x0: 2,
+                y0: 2,
+                x1: 6,
+                y1: 6
+            }
+        );
+    }
+
+    #[test]
+    fn blur_line_averages_and_keeps_flat_areas() {
+        let mut data = vec![10u8; 8];
+        let mut line = Vec::new();
+        box_blur_line(&mut data, 1, 8, 1, 2, &mut line);
+        assert_eq!(data, vec![10; 8]);
+        let mut data = vec![0, 0, 0, 250, 0, 0, 0];
+        box_blur_line(&mut data, 1, 7, 1, 1, &mut line);
+        assert_eq!(data, vec![0, 0, 83, 83, 83, 0, 0]);
+    }
+}

@@ -1,0 +1,296 @@
+use std::sync::{LazyLock, Mutex};
+
+use glib::subclass::prelude::*;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+use gst_base::subclass::prelude::*;
+
+use super::Mode;
+use super::canvas::{Argb, Canvas, Layout, Rect};
+use crate::detect::FORMATS;
+use crate::facemeta;
+
+static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "retinafaceoverlay",
+        gst::DebugColorFlags::empty(),
+        Some("Draws or anonymises faces"),
+    )
+});
+
+#[derive(Debug, Clone)]
+struct Settings {
+    mode: Mode,
+    box_color: u32,
+    thickness: u32,
+    landmark_color: u32,
+    landmark_radius: u32,
+    draw_landmarks: bool,
+    margin: f64,
+    blur_radius: u32,
+    pixel_size: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            mode: Mode::default(),
+            box_color: 0xff00ff00,
+            thickness: 2,
+            landmark_color: 0xffff0000,
+            landmark_radius: 2,
+            draw_landmarks: true,
+            margin: 0.1,
+            blur_radius: 0,
+            pixel_size: 0,
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct RetinaFaceOverlay {
+    settings: Mutex<Settings>,
+    /// Negotiated caps and how to draw on them.
+    state: Mutex<Option<(gst_video::VideoInfo, Layout)>>,
+}
+
+#[glib::object_subclass]
+impl ObjectSubclass for RetinaFaceOverlay {
+    const NAME: &'static str = "GstRetinaFaceOverlay";
+    type Type = super::RetinaFaceOverlay;
+    type ParentType = gst_base::BaseTransform;
+}
+
+impl ObjectImpl for RetinaFaceOverlay {
+    fn properties() -> &'static [glib::ParamSpec] {
+        static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
+            let d = Settings::default();
+            vec![
+                glib::ParamSpecEnum::builder_with_default("mode", d.mode)
+                    .nick("Mode")
+                    .blurb("Draw the faces, blur or pixelate them, or do nothing")
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecUInt::builder("box-color")
+                    .nick("Box colour")
+                    .blurb("Box outline colour as 0xAARRGGBB (alpha blends)")
+                    .default_value(d.box_color)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecUInt::builder("thickness")
+                    .nick("Thickness")
+                    .blurb("Box outline thickness in pixels")
+                    .minimum(1)
+                    .maximum(64)
+                    .default_value(d.thickness)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecUInt::builder("landmark-color")
+                    .nick("Landmark colour")
+                    .blurb("Landmark dot colour as 0xAARRGGBB")
+                    .default_value(d.landmark_color)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecUInt::builder("landmark-radius")
+                    .nick("Landmark radius")
+                    .blurb("Half size of the landmark dots in pixels")
+                    .maximum(64)
+                    .default_value(d.landmark_radius)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecBoolean::builder("draw-landmarks")
+                    .nick("Draw landmarks")
+                    .blurb("Draw the 5 landmarks in draw mode")
+                    .default_value(d.draw_landmarks)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecDouble::builder("margin")
+                    .nick("Margin")
+                    .blurb(
+                        "Blur/pixelate this fraction of the face size beyond the box on every side",
+                    )
+                    .minimum(0.0)
+                    .maximum(2.0)
+                    .default_value(d.margin)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecUInt::builder("blur-radius")
+                    .nick("Blur radius")
+                    .blurb("Blur radius in pixels (0 = a sixth of the face size)")
+                    .maximum(512)
+                    .default_value(d.blur_radius)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecUInt::builder("pixel-size")
+                    .nick("Pixel size")
+                    .blurb("Pixelation block size in pixels (0 = an eighth of the face size)")
+                    .maximum(512)
+                    .default_value(d.pixel_size)
+                    .mutable_playing()
+                    .build(),
+            ]
+        });
+        PROPERTIES.as_ref()
+    }
+
+    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        let mut s = self.settings.lock().unwrap();
+        match pspec.name() {
+            "mode" => s.mode = value.get().unwrap(),
+            "box-color" => s.box_color = value.get().unwrap(),
+            "thickness" => s.thickness = value.get().unwrap(),
+            "landmark-color" => s.landmark_color = value.get().unwrap(),
+            "landmark-radius" => s.landmark_radius = value.get().unwrap(),
+            "draw-landmarks" => s.draw_landmarks = value.get().unwrap(),
+            "margin" => s.margin = value.get().unwrap(),
+            "blur-radius" => s.blur_radius = value.get().unwrap(),
+            "pixel-size" => s.pixel_size = value.get().unwrap(),
+            _ => unreachable!(),
+        }
+    }
+
+    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        let s = self.settings.lock().unwrap();
+        match pspec.name() {
+            "mode" => s.mode.to_value(),
+            "box-color" => s.box_color.to_value(),
+            "thickness" => s.thickness.to_value(),
+            "landmark-color" => s.landmark_color.to_value(),
+            "landmark-radius" => s.landmark_radius.to_value(),
+            "draw-landmarks" => s.draw_landmarks.to_value(),
+            "margin" => s.margin.to_value(),
+            "blur-radius" => s.blur_radius.to_value(),
+            "pixel-size" => s.pixel_size.to_value(),
+            _ => unreachable!(),
+        }
+    }
+}
+
+impl GstObjectImpl for RetinaFaceOverlay {}
+
+impl ElementImpl for RetinaFaceOverlay {
+    fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
+        static METADATA: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
+            gst::subclass::ElementMetadata::new(
+                "RetinaFace overlay",
+                "Filter/Effect/Video",
+                "Draws detected faces (box, landmarks) or anonymises them by blur or pixelation",
+                "gst-retinaface developers",
+            )
+        });
+        Some(&*METADATA)
+    }
+
+    fn pad_templates() -> &'static [gst::PadTemplate] {
+        static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
+            let caps = gst_video::VideoCapsBuilder::new()
+                .format_list(FORMATS.iter().copied())
+                .build();
+            vec![
+                gst::PadTemplate::new(
+                    "src",
+                    gst::PadDirection::Src,
+                    gst::PadPresence::Always,
+                    &caps,
+                )
+                .unwrap(),
+                gst::PadTemplate::new(
+                    "sink",
+                    gst::PadDirection::Sink,
+                    gst::PadPresence::Always,
+                    &caps,
+                )
+                .unwrap(),
+            ]
+        });
+        TEMPLATES.as_ref()
+    }
+}
+
+impl BaseTransformImpl for RetinaFaceOverlay {
+    const MODE: gst_base::subclass::BaseTransformMode =
+        gst_base::subclass::BaseTransformMode::AlwaysInPlace;
+    const PASSTHROUGH_ON_SAME_CAPS: bool = false;
+    const TRANSFORM_IP_ON_PASSTHROUGH: bool = false;
+
+    fn stop(&self) -> Result<(), gst::ErrorMessage> {
+        *self.state.lock().unwrap() = None;
+        Ok(())
+    }
+
+    fn set_caps(&self, incaps: &gst::Caps, _outcaps: &gst::Caps) -> Result<(), gst::LoggableError> {
+        let info = gst_video::VideoInfo::from_caps(incaps)
+            .map_err(|_| gst::loggable_error!(CAT, "cannot parse video caps {incaps}"))?;
+        let layout = Layout::for_format(info.format())
+            .ok_or_else(|| gst::loggable_error!(CAT, "unsupported format {:?}", info.format()))?;
+        *self.state.lock().unwrap() = Some((info, layout));
+        Ok(())
+    }
+
+    fn transform_ip(&self, buf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let settings = self.settings.lock().unwrap().clone();
+        let faces = facemeta::read(buf);
+        if faces.is_empty() || settings.mode == Mode::None {
+            return Ok(gst::FlowSuccess::Ok);
+        }
+        let (info, layout) = self
+            .state
+            .lock()
+            .unwrap()
+            .clone()
+            .ok_or(gst::FlowError::NotNegotiated)?;
+        let mut frame =
+            gst_video::VideoFrameRef::from_buffer_ref_writable(buf, &info).map_err(|_| {
+                gst::element_imp_error!(
+                    self,
+                    gst::StreamError::Format,
+                    (
+                        "buffer too small for caps {}x{}",
+                        info.width(),
+                        info.height()
+                    )
+                );
+                gst::FlowError::Error
+            })?;
+        let mut canvas = Canvas::new(&mut frame, layout);
+        for face in &faces {
+            let rect = Rect::new(face.x, face.y, face.width, face.height);
+            let size = face.width.max(face.height);
+            match settings.mode {
+                Mode::Draw => {
+                    canvas.outline(rect, settings.thickness as i64, Argb(settings.box_color));
+                    if settings.draw_landmarks {
+                        for [x, y] in &face.landmarks {
+                            canvas.dot(
+                                *x,
+                                *y,
+                                settings.landmark_radius as i64,
+                                Argb(settings.landmark_color),
+                            );
+                        }
+                    }
+                }
+                Mode::Blur | Mode::Pixelate => {
+                    let area = rect.grow((size * settings.margin).round() as i64);
+                    if settings.mode == Mode::Blur {
+                        let radius = if settings.blur_radius > 0 {
+                            settings.blur_radius as usize
+                        } else {
+                            (size / 6.0).max(2.0) as usize
+                        };
+                        canvas.blur(area, radius);
+                    } else {
+                        let block = if settings.pixel_size > 0 {
+                            settings.pixel_size as usize
+                        } else {
+                            (size / 8.0).max(2.0) as usize
+                        };
+                        canvas.pixelate(area, block);
+                    }
+                }
+                Mode::None => {}
+            }
+        }
+        Ok(gst::FlowSuccess::Ok)
+    }
+}
