@@ -19,7 +19,7 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 # --- GStreamer -------------------------------------------------------------------------------
 APT_PACKAGES=(libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-tools
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
-  gstreamer1.0-plugins-ugly gstreamer1.0-libav pkg-config unzip)
+  gstreamer1.0-plugins-ugly gstreamer1.0-libav pkg-config unzip fonts-dejavu-core)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -217,3 +217,33 @@ fn mode_none_and_faces_at_the_frame_edge() {
         assert_eq!(run.samples.len(), 1, "{description}");
     }
 }
+
+#[test]
+fn labels_draw_a_score_bar_above_each_face() {
+    let (plain, faces) = render("sample1.jpg", "RGB", None);
+    let (labelled, _) = render(
+        "sample1.jpg",
+        "RGB",
+        Some("draw-labels=true font-size=16 draw-landmarks=false"),
+    );
+    let (unlabelled, _) = render(
+        "sample1.jpg",
+        "RGB",
+        Some("draw-labels=false draw-landmarks=false"),
+    );
+    // The bar sits above each box: count changes in the 24 px band above the faces.
+    let bands: Vec<[i64; 4]> = faces
+        .iter()
+        .map(|f| [f.x as i64, f.y as i64 - 24, f.x as i64 + 80, f.y as i64])
+        .collect();
+    let (with_bar, _) = diff("RGB", &plain, &labelled, &bands);
+    let (without_bar, _) = diff("RGB", &plain, &unlabelled, &bands);
+    assert!(
+        with_bar > 3 * 200 && without_bar < with_bar / 4,
+        "{with_bar} vs {without_bar}"
+    );
+    // Nothing beyond boxes and bars changes.
+    let mut keep_out = face_rects(&faces, 0.0);
+    keep_out.extend(bands);
+    assert_eq!(diff("RGB", &plain, &labelled, &keep_out).1, 0);
+}

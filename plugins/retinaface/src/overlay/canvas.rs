@@ -368,6 +368,60 @@ impl<'a, 'b> Canvas<'a, 'b> {
         );
     }
 
+    /// Blends `color` into the frame with per-pixel `coverage` (0..1) of a `width`×`height` mask
+    /// whose top-left corner is at (x, y). On subsampled formats only luma is touched, so the
+    /// mask keeps the chroma under it (e.g. text drawn over a filled label bar).
+    pub fn paint_mask(
+        &mut self,
+        x: i64,
+        y: i64,
+        width: usize,
+        height: usize,
+        coverage: &[f32],
+        color: Argb,
+    ) {
+        let values = self.plane_values(color);
+        let alpha = color.alpha() as f32;
+        let area = Rect {
+            x0: x,
+            y0: y,
+            x1: x + width as i64,
+            y1: y + height as i64,
+        }
+        .clip(self.width, self.height);
+        if area.is_empty() {
+            return;
+        }
+        for (index, plane) in self.layout.planes.iter().enumerate() {
+            let Some(plane) = *plane else { continue };
+            if plane.subsampling != 1 {
+                continue;
+            }
+            let (v, mask) = values[index];
+            let stride = self.frame.plane_stride()[index] as usize;
+            let Ok(data) = self.frame.plane_data_mut(index as u32) else {
+                continue;
+            };
+            for py in area.y0..area.y1 {
+                for px in area.x0..area.x1 {
+                    let cov =
+                        coverage[(py - y) as usize * width + (px - x) as usize].clamp(0.0, 1.0);
+                    let a = (cov * alpha).round() as u32;
+                    if a == 0 {
+                        continue;
+                    }
+                    let p = &mut data[py as usize * stride + px as usize * plane.components..]
+                        [..plane.components];
+                    for c in 0..plane.components {
+                        if mask[c] {
+                            p[c] = blend(p[c], v[c], a);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// Replaces each `block`×`block` cell of `rect` with its mean, on every plane.
     pub fn pixelate(&mut self, rect: Rect, block: usize) {
         self.for_each_plane(rect, Rect::touching_samples, |_, data, stride, s, plane| {

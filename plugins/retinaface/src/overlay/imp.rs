@@ -7,6 +7,7 @@ use gst_base::subclass::prelude::*;
 
 use super::Mode;
 use super::canvas::{Argb, Canvas, Layout, Rect};
+use super::label;
 use crate::detect::FORMATS;
 use crate::facemeta;
 
@@ -29,6 +30,9 @@ struct Settings {
     margin: f64,
     blur_radius: u32,
     pixel_size: u32,
+    draw_labels: bool,
+    font_size: u32,
+    font: String,
 }
 
 impl Default for Settings {
@@ -43,6 +47,9 @@ impl Default for Settings {
             margin: 0.1,
             blur_radius: 0,
             pixel_size: 0,
+            draw_labels: false,
+            font_size: 16,
+            font: label::DEFAULT_FONT.into(),
         }
     }
 }
@@ -52,6 +59,8 @@ pub struct RetinaFaceOverlay {
     settings: Mutex<Settings>,
     /// Negotiated caps and how to draw on them.
     state: Mutex<Option<(gst_video::VideoInfo, Layout)>>,
+    /// The label font and the path it was loaded from, or why it could not be.
+    font: Mutex<Option<(String, Result<ab_glyph::FontArc, String>)>>,
 }
 
 #[glib::object_subclass]
@@ -128,6 +137,26 @@ impl ObjectImpl for RetinaFaceOverlay {
                     .default_value(d.pixel_size)
                     .mutable_playing()
                     .build(),
+                glib::ParamSpecBoolean::builder("draw-labels")
+                    .nick("Draw labels")
+                    .blurb("Write each face's score above its box in draw mode")
+                    .default_value(d.draw_labels)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecUInt::builder("font-size")
+                    .nick("Font size")
+                    .blurb("Label text height in pixels")
+                    .minimum(6)
+                    .maximum(256)
+                    .default_value(d.font_size)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecString::builder("font")
+                    .nick("Font")
+                    .blurb("TrueType/OpenType font file for labels")
+                    .default_value(Some(d.font.as_str()))
+                    .mutable_playing()
+                    .build(),
             ]
         });
         PROPERTIES.as_ref()
@@ -145,6 +174,14 @@ impl ObjectImpl for RetinaFaceOverlay {
             "margin" => s.margin = value.get().unwrap(),
             "blur-radius" => s.blur_radius = value.get().unwrap(),
             "pixel-size" => s.pixel_size = value.get().unwrap(),
+            "draw-labels" => s.draw_labels = value.get().unwrap(),
+            "font-size" => s.font_size = value.get().unwrap(),
+            "font" => {
+                s.font = value
+                    .get::<Option<String>>()
+                    .unwrap()
+                    .unwrap_or_else(|| label::DEFAULT_FONT.into())
+            }
             _ => unreachable!(),
         }
     }
@@ -161,6 +198,9 @@ impl ObjectImpl for RetinaFaceOverlay {
             "margin" => s.margin.to_value(),
             "blur-radius" => s.blur_radius.to_value(),
             "pixel-size" => s.pixel_size.to_value(),
+            "draw-labels" => s.draw_labels.to_value(),
+            "font-size" => s.font_size.to_value(),
+            "font" => s.font.to_value(),
             _ => unreachable!(),
         }
     }
@@ -204,6 +244,26 @@ impl ElementImpl for RetinaFaceOverlay {
             ]
         });
         TEMPLATES.as_ref()
+    }
+}
+
+impl RetinaFaceOverlay {
+    /// The label font, loaded once per path; a font that cannot be loaded is reported once as a
+    /// WARNING and labels are skipped.
+    fn font(&self, path: &str) -> Option<ab_glyph::FontArc> {
+        let mut cache = self.font.lock().unwrap();
+        if cache.as_ref().is_none_or(|(p, _)| p != path) {
+            let loaded = label::load_font(path);
+            if let Err(why) = &loaded {
+                gst::element_imp_warning!(
+                    self,
+                    gst::ResourceError::NotFound,
+                    ("{why}; labels are not drawn (install fonts-dejavu-core or set the font property)")
+                );
+            }
+            *cache = Some((path.to_string(), loaded));
+        }
+        cache.as_ref().and_then(|(_, f)| f.as_ref().ok().cloned())
     }
 }
 
@@ -252,6 +312,11 @@ impl BaseTransformImpl for RetinaFaceOverlay {
                 );
                 gst::FlowError::Error
             })?;
+        let font = if settings.mode == Mode::Draw && settings.draw_labels {
+            self.font(&settings.font)
+        } else {
+            None
+        };
         let mut canvas = Canvas::new(&mut frame, layout);
         for face in &faces {
             let rect = Rect::new(face.x, face.y, face.width, face.height);
@@ -259,6 +324,19 @@ impl BaseTransformImpl for RetinaFaceOverlay {
             match settings.mode {
                 Mode::Draw => {
                     canvas.outline(rect, settings.thickness as i64, Argb(settings.box_color));
+                    if let (Some(font), Some(score)) = (&font, face.score) {
+                        let text = format!("{score:.2}");
+                        let bar = Argb(settings.box_color);
+                        label::draw(
+                            &mut canvas,
+                            font,
+                            rect,
+                            &text,
+                            settings.font_size as f32,
+                            bar,
+                            Argb(0xff000000),
+                        );
+                    }
                     if settings.draw_landmarks {
                         for [x, y] in &face.landmarks {
                             canvas.dot(

@@ -12,6 +12,7 @@ use gst::prelude::*;
 
 mod canvas;
 mod imp;
+mod label;
 
 /// What the overlay does with each face.
 #[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, Default, glib::Enum)]
