@@ -4,6 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# The plugin's shared object (target/debug/libgstretinaface.so): tests that run gst-launch-1.0 and
+# the pipeline scripts load it; a test build alone only makes the rlib.
+cargo build -p gst-plugin-retinaface
 if cargo nextest --version >/dev/null 2>&1; then
   # One process per test: each test gets its own ONNX Runtime environment.
   cargo nextest run --workspace --no-fail-fast "$@"
