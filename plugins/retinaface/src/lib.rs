@@ -22,6 +22,20 @@ pub(crate) fn ort_search_dirs() -> Vec<PathBuf> {
     PLUGIN_DIR.get().cloned().into_iter().collect()
 }
 
+/// The always-present `src` and `sink` pad templates of an in-place filter accepting `caps`.
+pub(crate) fn filter_pad_templates(caps: &gst::Caps) -> Vec<gst::PadTemplate> {
+    [
+        ("src", gst::PadDirection::Src),
+        ("sink", gst::PadDirection::Sink),
+    ]
+    .into_iter()
+    .map(|(name, direction)| {
+        gst::PadTemplate::new(name, direction, gst::PadPresence::Always, caps)
+            .expect("valid pad template")
+    })
+    .collect()
+}
+
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     if let Some(dir) = plugin
         .filename()

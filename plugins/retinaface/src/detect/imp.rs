@@ -12,7 +12,7 @@ use retinaface::{
     DetectParams, Detector, Face, Frame, PixelLayout, Plane, SessionConfig, YuvMatrix,
 };
 
-use super::{ExecutionProvider, FORMATS, MESSAGE_NAME, ScalingMethod, default_model_path};
+use super::{ExecutionProvider, MESSAGE_NAME, ScalingMethod, default_model_path};
 use crate::facemeta;
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -236,27 +236,8 @@ impl ElementImpl for RetinaFaceDetect {
     }
 
     fn pad_templates() -> &'static [gst::PadTemplate] {
-        static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
-            let caps = gst_video::VideoCapsBuilder::new()
-                .format_list(FORMATS.iter().copied())
-                .build();
-            vec![
-                gst::PadTemplate::new(
-                    "src",
-                    gst::PadDirection::Src,
-                    gst::PadPresence::Always,
-                    &caps,
-                )
-                .unwrap(),
-                gst::PadTemplate::new(
-                    "sink",
-                    gst::PadDirection::Sink,
-                    gst::PadPresence::Always,
-                    &caps,
-                )
-                .unwrap(),
-            ]
-        });
+        static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> =
+            LazyLock::new(|| crate::filter_pad_templates(&crate::detect::raw_video_caps()));
         TEMPLATES.as_ref()
     }
 }

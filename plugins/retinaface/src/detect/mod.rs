@@ -97,6 +97,13 @@ pub(crate) const FORMATS: &[gst_video::VideoFormat] = &[
     gst_video::VideoFormat::Nv12,
 ];
 
+/// `video/x-raw` in [`FORMATS`], any size and rate: what the detector and the overlay accept.
+pub(crate) fn raw_video_caps() -> gst::Caps {
+    gst_video::VideoCapsBuilder::new()
+        .format_list(FORMATS.iter().copied())
+        .build()
+}
+
 /// Default model path: `$RETINAFACE_MODEL`, else where scripts/setup.sh installs it.
 pub fn default_model_path() -> String {
     std::env::var("RETINAFACE_MODEL")

@@ -112,22 +112,7 @@ impl ElementImpl for RetinaFaceJson {
         static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
             // Any raw video, in any memory: only metadata is read.
             let caps = gst::Caps::builder("video/x-raw").any_features().build();
-            vec![
-                gst::PadTemplate::new(
-                    "src",
-                    gst::PadDirection::Src,
-                    gst::PadPresence::Always,
-                    &caps,
-                )
-                .unwrap(),
-                gst::PadTemplate::new(
-                    "sink",
-                    gst::PadDirection::Sink,
-                    gst::PadPresence::Always,
-                    &caps,
-                )
-                .unwrap(),
-            ]
+            crate::filter_pad_templates(&caps)
         });
         TEMPLATES.as_ref()
     }
