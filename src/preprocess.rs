@@ -132,6 +132,13 @@ pub struct Plane<'a> {
     pub stride: usize,
 }
 
+impl<'a> Plane<'a> {
+    /// Row `y` and everything after it.
+    fn row(&self, y: usize) -> &'a [u8] {
+        &self.data[y * self.stride..]
+    }
+}
+
 /// A borrowed video frame.
 #[derive(Debug, Clone, Copy)]
 pub struct Frame<'a> {
@@ -220,6 +227,8 @@ pub struct Preprocessor {
     tensor: Vec<f32>,
     /// Geometry `tensor` was laid out for.
     geometry: Option<InputGeometry>,
+    /// Source byte offset of each tensor column, for nearest sampling of packed pixels.
+    columns: Vec<usize>,
 }
 
 impl Preprocessor {
@@ -253,12 +262,18 @@ impl Preprocessor {
             mean: contract.mean[c],
             inv_std: 1.0 / contract.std[c],
         });
-        match frame.layout.packed() {
-            Some((bpp, offsets)) => {
-                self.packed(frame, geometry, bpp, offsets, color_of_channel, norm)
+        match (filter, frame.layout.packed()) {
+            // Packed pixels: sample and normalise in one pass, reading the frame once, sparsely.
+            (ScaleFilter::Nearest, Some((bpp, offsets))) => {
+                self.nearest_packed(frame, geometry, bpp, offsets, color_of_channel, norm)
             }
-            None => self.yuv(frame, geometry, color_of_channel, norm),
-        }?;
+            (ScaleFilter::Bilinear, Some((bpp, offsets))) => {
+                self.packed(frame, geometry, bpp, offsets, color_of_channel, norm)?
+            }
+            // YUV: scaling each plane with SIMD and converting contiguous rows is faster than
+            // gathering three planes per pixel.
+            (_, None) => self.yuv(frame, geometry, color_of_channel, norm)?,
+        }
         Ok(&self.tensor)
     }
 
@@ -299,6 +314,35 @@ impl Preprocessor {
         Ok(())
     }
 
+    /// Nearest-neighbour sampling of packed pixels straight from the frame into the tensor.
+    fn nearest_packed(
+        &mut self,
+        frame: &Frame,
+        g: InputGeometry,
+        bpp: usize,
+        offsets: [usize; 3],
+        color_of_channel: [usize; 3],
+        norm: [Normalise; 3],
+    ) {
+        // Source column of each output column: the pixel whose centre is nearest.
+        let source = |out: usize, out_len: usize, src_len: usize| {
+            (((out as f64 + 0.5) * src_len as f64 / out_len as f64) as usize).min(src_len - 1)
+        };
+        self.columns.clear();
+        self.columns
+            .extend((0..g.content_width).map(|x| source(x, g.content_width, frame.width) * bpp));
+        let columns = &self.columns;
+        let byte_offset: [usize; 3] = std::array::from_fn(|c| offsets[color_of_channel[c]]);
+        tensor_rows(&mut self.tensor, g).for_each(|(y, outs)| {
+            let row = frame.planes[0].row(source(y, g.content_height, frame.height));
+            for (c, out) in outs.into_iter().enumerate() {
+                for (o, &sx) in out.iter_mut().zip(columns) {
+                    *o = norm[c].apply(row[sx + byte_offset[c]] as f32);
+                }
+            }
+        });
+    }
+
     fn yuv(
         &mut self,
         frame: &Frame,
@@ -330,17 +374,7 @@ impl Preprocessor {
         let width = g.content_width;
         let (ys, us, vs) = (&*ys, &*us, &*vs);
         tensor_rows(&mut self.tensor, g).for_each(|(y, outs)| {
-            // Reorder the outputs to R, G, B so the inner loop has no indirection.
-            let mut by_color: [(&mut [f32], Normalise); 3] = Default::default();
-            for (c, out) in outs.into_iter().enumerate() {
-                by_color[color_of_channel[c]] = (out, norm[c]);
-            }
-            let [(r, nr), (gr, ng), (b, nb)] = by_color;
-            let mut put = |x: usize, rgb: [f32; 3]| {
-                r[x] = nr.apply(rgb[0]);
-                gr[x] = ng.apply(rgb[1]);
-                b[x] = nb.apply(rgb[2]);
-            };
+            let mut put = rgb_writer(outs, color_of_channel, norm);
             let i = y * width;
             let luma = &ys[i..i + width];
             if interleaved {
@@ -370,6 +404,25 @@ impl Normalise {
     #[inline]
     fn apply(self, v: f32) -> f32 {
         (v - self.mean) * self.inv_std
+    }
+}
+
+/// Writes normalised `[r, g, b]` values at column `x` of one tensor row, each colour into the
+/// channel the model expects it in.
+fn rgb_writer<'a>(
+    outs: [&'a mut [f32]; 3],
+    color_of_channel: [usize; 3],
+    norm: [Normalise; 3],
+) -> impl FnMut(usize, [f32; 3]) + 'a {
+    let mut by_color: [(&mut [f32], Normalise); 3] = Default::default();
+    for (c, out) in outs.into_iter().enumerate() {
+        by_color[color_of_channel[c]] = (out, norm[c]);
+    }
+    let [(r, nr), (g, ng), (b, nb)] = by_color;
+    move |x, rgb| {
+        r[x] = nr.apply(rgb[0]);
+        g[x] = ng.apply(rgb[1]);
+        b[x] = nb.apply(rgb[2]);
     }
 }
 
@@ -514,11 +567,17 @@ mod tests {
         };
         let g = InputGeometry::for_frame(w, h, size);
         let mut p = Preprocessor::new();
-        let t = p
-            .run(&frame, g, &ModelContract::default(), ScaleFilter::Bilinear)
-            .unwrap()
-            .to_vec();
-        (g, t)
+        let mut run = |filter| {
+            p.run(&frame, g, &ModelContract::default(), filter)
+                .unwrap()
+                .to_vec()
+        };
+        let (nearest, bilinear) = (run(ScaleFilter::Nearest), run(ScaleFilter::Bilinear));
+        if g.content_width == w && g.content_height == h {
+            // Without scaling the two paths (fused sampling vs. resize + convert) must agree.
+            assert_eq!(nearest, bilinear, "{layout:?} {w}x{h}");
+        }
+        (g, bilinear)
     }
 
     #[test]
@@ -566,6 +625,33 @@ mod tests {
             [100.0 - 104.0, 150.0 - 117.0, 200.0 - 123.0]
         );
         assert_eq!(at(0, 2), 0.0, "padding is zero after mean subtraction");
+    }
+
+    #[test]
+    fn nearest_sampling_picks_the_pixel_whose_centre_is_nearest() {
+        // 6×1 RGB frame halved to 3×1 (long side 3): samples source columns 1, 3, 5.
+        let data: Vec<u8> = (0..6u8).flat_map(|i| [i * 10, 0, 0]).collect();
+        let frame = Frame {
+            layout: PixelLayout::Rgb,
+            width: 6,
+            height: 1,
+            planes: &[Plane {
+                data: &data,
+                stride: 18,
+            }],
+            matrix: YuvMatrix::BT601,
+        };
+        let g = InputGeometry::for_frame(6, 1, 3);
+        let contract = ModelContract {
+            color_order: ColorOrder::Rgb,
+            mean: [0.0; 3],
+            ..Default::default()
+        };
+        let t = Preprocessor::new()
+            .run(&frame, g, &contract, ScaleFilter::Nearest)
+            .unwrap()
+            .to_vec();
+        assert_eq!(&t[..3], &[10.0, 30.0, 50.0]);
     }
 
     #[test]
