@@ -7,7 +7,6 @@
 
 use fast_image_resize::images::{Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
-use rayon::prelude::*;
 
 use crate::contract::{ColorOrder, ModelContract};
 
@@ -426,17 +425,17 @@ fn rgb_writer<'a>(
     }
 }
 
-/// The content rows of the three tensor channels, as `(row, [c0, c1, c2])`, spread over the
-/// rayon pool: preprocessing uses the cores ONNX Runtime leaves idle between runs.
+/// The content rows of the three tensor channels, as `(row, [c0, c1, c2])`. (Spreading the rows
+/// over a thread pool was measured: no gain inside the pipeline, so it stays on one thread.)
 fn tensor_rows(
     tensor: &mut [f32],
     g: InputGeometry,
-) -> impl IndexedParallelIterator<Item = (usize, [&mut [f32]; 3])> {
+) -> impl Iterator<Item = (usize, [&mut [f32]; 3])> {
     let plane = g.width * g.height;
     let (c0, rest) = tensor.split_at_mut(plane);
     let (c1, c2) = rest.split_at_mut(plane);
     let (cw, ch) = (g.content_width, g.content_height);
-    let rows = [c0, c1, c2].map(|c| c.par_chunks_mut(g.width).take(ch));
+    let rows = [c0, c1, c2].map(|c| c.chunks_mut(g.width).take(ch));
     let [rows0, rows1, rows2] = rows;
     rows0
         .zip(rows1)
