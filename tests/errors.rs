@@ -88,14 +88,7 @@ fn unavailable_gpu_provider_falls_back_to_cpu_with_a_warning() {
 /// Without ONNX Runtime, gst-launch stops with an error naming what was tried and how to fix it.
 #[test]
 fn missing_onnx_runtime_library() {
-    // The plugin's .so sits in the target directory, next to the test binary's deps/ folder.
-    let exe = std::env::current_exe().unwrap();
-    let plugin_dir = exe.parent().unwrap().parent().unwrap();
-    assert!(
-        plugin_dir.join("libgstretinaface.so").is_file(),
-        "no plugin in {}",
-        plugin_dir.display()
-    );
+    let plugin_dir = plugin_dir();
     let mut child = Command::new("gst-launch-1.0")
         .args([
             "videotestsrc",
@@ -105,7 +98,7 @@ fn missing_onnx_runtime_library() {
             "!",
             "fakesink",
         ])
-        .env("GST_PLUGIN_PATH", plugin_dir)
+        .env("GST_PLUGIN_PATH", &plugin_dir)
         .env("GST_REGISTRY", plugin_dir.join("test-registry.bin"))
         .env("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so")
         .stdout(Stdio::piped())

@@ -10,14 +10,12 @@ use common::*;
 
 /// Runs `pipelines/<script>` with `args` against the plugin built for these tests.
 fn script(name: &str, args: &[&str]) {
-    let exe = std::env::current_exe().unwrap();
-    let plugin_dir = exe.parent().unwrap().parent().unwrap();
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("pipelines")
         .join(name);
     let mut child = Command::new(&path)
         .args(args)
-        .env("GST_PLUGIN_PATH", plugin_dir)
+        .env("GST_PLUGIN_PATH", plugin_dir())
         .spawn()
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let status = wait_with_timeout(&mut child, Duration::from_secs(180))

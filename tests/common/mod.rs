@@ -26,6 +26,19 @@ pub fn data_dir() -> PathBuf {
     )
 }
 
+/// Directory of the plugin's `libgstretinaface.so` built for these tests: the target directory,
+/// parent of the test binary's `deps/` folder (scripts/test.sh builds it before the tests).
+pub fn plugin_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+    assert!(
+        dir.join("libgstretinaface.so").is_file(),
+        "no plugin in {}",
+        dir.display()
+    );
+    dir
+}
+
 /// A sample file installed by scripts/setup.sh.
 pub fn media(name: &str) -> String {
     let path = data_dir().join("media").join(name);

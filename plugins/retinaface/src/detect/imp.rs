@@ -321,11 +321,15 @@ impl BaseTransformImpl for RetinaFaceDetect {
     }
 
     fn transform_ip(&self, buf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let settings = self.settings.lock().unwrap().clone();
+        // Only what a frame needs: cloning all settings would copy the model path every frame.
+        let (params, interval, post_messages) = {
+            let s = self.settings.lock().unwrap();
+            (s.detect_params(), s.interval, s.post_messages)
+        };
         let mut guard = self.state.lock().unwrap();
         let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
         let (info, layout) = state.info.clone().ok_or(gst::FlowError::NotNegotiated)?;
-        let run_model = state.frames % settings.interval.max(1) as u64 == 0;
+        let run_model = state.frames % interval.max(1) as u64 == 0;
         state.frames += 1;
         if run_model {
             let frame =
@@ -354,22 +358,19 @@ impl BaseTransformImpl for RetinaFaceDetect {
                 planes: &planes,
                 matrix: yuv_matrix(&info),
             };
-            state.last_faces = state
-                .detector
-                .detect(&core_frame, &settings.detect_params())
-                .map_err(|e| {
-                    gst::element_imp_error!(
-                        self,
-                        gst::StreamError::Failed,
-                        ("face detection failed: {e}")
-                    );
-                    gst::FlowError::Error
-                })?;
+            state.last_faces = state.detector.detect(&core_frame, &params).map_err(|e| {
+                gst::element_imp_error!(
+                    self,
+                    gst::StreamError::Failed,
+                    ("face detection failed: {e}")
+                );
+                gst::FlowError::Error
+            })?;
         }
         let faces = state.last_faces.clone();
         drop(guard);
         facemeta::attach(buf, &faces, info.width(), info.height());
-        if settings.post_messages && run_model {
+        if post_messages && run_model {
             self.post_faces(buf, &faces);
         }
         Ok(gst::FlowSuccess::Ok)
