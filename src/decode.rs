@@ -52,6 +52,32 @@ pub fn decode_landmarks(landm: &[f32], p: &Prior, variances: [f32; 2]) -> [[f32;
     })
 }
 
+/// Inverse of [`decode_box`]: the regression target that makes `p` decode to `bbox`
+/// (`[x_min, y_min, x_max, y_max]`, normalised like the prior). The trainer's box targets.
+pub fn encode_box(bbox: [f32; 4], p: &Prior, variances: [f32; 2]) -> [f32; 4] {
+    let (w, h) = (bbox[2] - bbox[0], bbox[3] - bbox[1]);
+    let (cx, cy) = ((bbox[0] + bbox[2]) / 2.0, (bbox[1] + bbox[3]) / 2.0);
+    [
+        (cx - p.cx) / (variances[0] * p.w),
+        (cy - p.cy) / (variances[0] * p.h),
+        // Degenerate (zero-size) boxes would give -inf; the matcher never assigns them.
+        (w / p.w).ln() / variances[1],
+        (h / p.h).ln() / variances[1],
+    ]
+}
+
+/// Inverse of [`decode_landmarks`]: the regression target for five normalised points.
+pub fn encode_landmarks(points: &[[f32; 2]; 5], p: &Prior, variances: [f32; 2]) -> [f32; 10] {
+    std::array::from_fn(|i| {
+        let [x, y] = points[i / 2];
+        if i % 2 == 0 {
+            (x - p.cx) / (variances[0] * p.w)
+        } else {
+            (y - p.cy) / (variances[0] * p.h)
+        }
+    })
+}
+
 /// Face probability of one `conf` row.
 pub fn face_score(conf: &[f32], kind: ConfKind) -> f32 {
     match kind {
@@ -147,6 +173,30 @@ mod tests {
         assert!(close(l[0][0], 0.52) && close(l[0][1], 0.26));
         assert!(close(l[1][0], 0.5) && close(l[1][1], 0.25));
         assert!(close(l[2][0], 0.48) && close(l[2][1], 0.27));
+    }
+
+    #[test]
+    fn encoding_inverts_decoding() {
+        let p = Prior {
+            cx: 0.3,
+            cy: 0.6,
+            w: 0.05,
+            h: 0.08,
+        };
+        let bbox = [0.27, 0.55, 0.34, 0.66];
+        let enc = encode_box(bbox, &p, V);
+        let dec = decode_box(&enc, &p, V);
+        for (a, b) in bbox.iter().zip(dec) {
+            assert!(close(*a, b), "{bbox:?} -> {enc:?} -> {dec:?}");
+        }
+        // Hand-computed: centre offset (0.305-0.3)/(0.1*0.05) = 1.0; ln(0.07/0.05)/0.2.
+        assert!((enc[0] - 1.0).abs() < 1e-4, "{enc:?}");
+        assert!((enc[2] - (0.07f32 / 0.05).ln() / 0.2).abs() < 1e-4, "{enc:?}");
+        let pts = [[0.28, 0.58], [0.32, 0.58], [0.3, 0.6], [0.285, 0.63], [0.315, 0.63]];
+        let l = decode_landmarks(&encode_landmarks(&pts, &p, V), &p, V);
+        for (a, b) in pts.iter().zip(l) {
+            assert!(close(a[0], b[0]) && close(a[1], b[1]), "{pts:?} vs {l:?}");
+        }
     }
 
     #[test]

@@ -1,5 +1,13 @@
 //! RetinaFace training with libtorch (tch): the network, its loss, WIDER FACE data loading,
 //! evaluation, and ONNX import/export in the model contract the GStreamer plugin reads.
+//!
+//! Everything that must agree with the plugin (priors, box/landmark encoding, decoding, NMS, the
+//! metadata contract) comes from the `retinaface` core crate, not from here.
+
+pub mod data;
+pub mod eval;
+pub mod plot;
+pub mod targets;
 
 pub mod onnx {
     //! ONNX protobuf types generated from the vendored `proto/onnx.proto`.

@@ -1,0 +1,1 @@
+//! WIDER FACE data: label files, augmentation and the batch loader.

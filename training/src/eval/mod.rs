@@ -1,0 +1,1 @@
+//! Evaluation: WIDER FACE protocol and simple AP.

@@ -1,0 +1,1 @@
+//! PNG line charts (loss curves, precision-recall curves).

@@ -1,0 +1,1 @@
+//! Matching priors to ground-truth faces: the per-prior training targets.
