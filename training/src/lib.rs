@@ -4,13 +4,22 @@
 //! Everything that must agree with the plugin (priors, box/landmark encoding, decoding, NMS, the
 //! metadata contract) comes from the `retinaface` core crate, not from here.
 
+pub mod checkpoint;
+pub mod config;
 pub mod data;
 pub mod eval;
+pub mod fsutil;
+pub mod infer;
+pub mod loss;
+pub mod model;
 pub mod plot;
+pub mod sgd;
 pub mod targets;
+pub mod train;
 
 pub mod onnx {
     //! ONNX protobuf types generated from the vendored `proto/onnx.proto`.
     #![allow(clippy::all, missing_docs)]
     include!(concat!(env!("OUT_DIR"), "/onnx.rs"));
 }
+pub mod onnx_io;

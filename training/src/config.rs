@@ -1,0 +1,188 @@
+//! Training configuration: a TOML file and/or command-line flags; [`TrainConfig::default`] holds
+//! every default (the reference mobilenet0.25 recipe).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use tch::Device;
+
+use crate::model::BackboneKind;
+
+/// Everything a training run needs. Written to `<output>/config.toml` at the start of a run;
+/// `--resume` reads it back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    /// WIDER FACE-style `label.txt`.
+    pub labels: PathBuf,
+    /// Image root; the label paths are relative to it. Default: `images/` beside the label file.
+    pub images: Option<PathBuf>,
+    /// Run directory: checkpoints, metrics.csv, loss.png, model.safetensors.
+    pub output: PathBuf,
+    pub backbone: BackboneKind,
+    /// Square training crop size in pixels.
+    pub image_size: u32,
+    pub batch_size: usize,
+    pub epochs: usize,
+    /// Initial learning rate (SGD).
+    pub lr: f64,
+    pub momentum: f64,
+    pub weight_decay: f64,
+    /// Learning-rate factor applied at each of `lr_steps`.
+    pub gamma: f64,
+    /// Epochs at which the learning rate is multiplied by `gamma`.
+    pub lr_steps: Vec<usize>,
+    /// Linear warm-up from 1e-6 over this many epochs (0 = none).
+    pub warmup_epochs: usize,
+    /// Data-loading threads (decode, augment, match).
+    pub workers: usize,
+    pub seed: u64,
+    /// `auto` (first CUDA GPU if any, else CPU), `cpu` or `cuda:N`.
+    pub device: String,
+    /// Start from these weights: a published/exported `.onnx` (imported, BatchNorm folded) or a
+    /// `.safetensors` model of this trainer.
+    pub init: Option<PathBuf>,
+    /// Keep BatchNorm in inference mode (statistics frozen). Default: on when `init` is ONNX,
+    /// whose BatchNorms are folded (see `onnx_io::import`).
+    pub freeze_batch_norm: Option<bool>,
+    /// Also checkpoint every this many iterations (0 = at the end of each epoch only).
+    pub checkpoint_every: usize,
+    /// libtorch intra-op threads (0 = libtorch's default).
+    pub threads: usize,
+    /// Prior/face IoU from which a prior counts as a face.
+    pub match_iou: f32,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            labels: PathBuf::from("data/widerface/train/label.txt"),
+            images: None,
+            output: PathBuf::from("runs/retinaface"),
+            backbone: BackboneKind::MobileNet025,
+            image_size: 640,
+            batch_size: 32,
+            epochs: 250,
+            lr: 1e-3,
+            momentum: 0.9,
+            weight_decay: 5e-4,
+            gamma: 0.1,
+            lr_steps: vec![190, 220],
+            warmup_epochs: 0,
+            workers: 4,
+            seed: 42,
+            device: "auto".into(),
+            init: None,
+            freeze_batch_norm: None,
+            checkpoint_every: 0,
+            threads: 0,
+            match_iou: 0.35,
+        }
+    }
+}
+
+impl TrainConfig {
+    pub fn from_toml_file(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config {}", path.display()))?;
+        toml::from_str(&text)
+            .with_context(|| format!("{}: invalid training config", path.display()))
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("config serialises")
+    }
+
+    pub fn images_root(&self) -> PathBuf {
+        self.images.clone().unwrap_or_else(|| {
+            self.labels
+                .parent()
+                .map(|p| p.join("images"))
+                .unwrap_or_else(|| PathBuf::from("images"))
+        })
+    }
+
+    pub fn freezes_batch_norm(&self) -> bool {
+        self.freeze_batch_norm.unwrap_or_else(|| {
+            self.init
+                .as_ref()
+                .is_some_and(|p| p.extension().is_some_and(|e| e == "onnx"))
+        })
+    }
+
+    /// Learning rate at `iteration` (0-based) with `batches_per_epoch` iterations per epoch.
+    pub fn learning_rate(&self, iteration: usize, batches_per_epoch: usize) -> f64 {
+        let epoch = iteration / batches_per_epoch.max(1);
+        let warmup_iters = self.warmup_epochs * batches_per_epoch;
+        if iteration < warmup_iters {
+            return 1e-6 + (self.lr - 1e-6) * iteration as f64 / warmup_iters as f64;
+        }
+        let steps = self.lr_steps.iter().filter(|&&s| epoch >= s).count();
+        self.lr * self.gamma.powi(steps as i32)
+    }
+
+    pub fn check(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.batch_size > 0, "batch_size must be at least 1");
+        anyhow::ensure!(self.epochs > 0, "epochs must be at least 1");
+        anyhow::ensure!(
+            self.image_size >= 32 && self.image_size % 32 == 0,
+            "image_size {} must be a multiple of 32 (the coarsest feature stride)",
+            self.image_size
+        );
+        anyhow::ensure!(self.lr > 0.0, "lr must be positive");
+        parse_device(&self.device)?;
+        Ok(())
+    }
+}
+
+/// `auto`, `cpu`, `cuda` or `cuda:N`.
+pub fn parse_device(s: &str) -> anyhow::Result<Device> {
+    Ok(match s {
+        "auto" => Device::cuda_if_available(),
+        "cpu" => Device::Cpu,
+        "cuda" => Device::Cuda(0),
+        other => match other.strip_prefix("cuda:").and_then(|n| n.parse().ok()) {
+            Some(n) => Device::Cuda(n),
+            None => anyhow::bail!("device '{other}': use auto, cpu, cuda or cuda:N"),
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn step_schedule_and_warmup() {
+        let c = TrainConfig {
+            lr: 1e-3,
+            lr_steps: vec![2, 4],
+            warmup_epochs: 1,
+            ..Default::default()
+        };
+        // 10 iterations per epoch: warm-up over the first 10.
+        assert!((c.learning_rate(0, 10) - 1e-6).abs() < 1e-12);
+        assert!((c.learning_rate(5, 10) - (1e-6 + (1e-3 - 1e-6) * 0.5)).abs() < 1e-12);
+        assert_eq!(c.learning_rate(10, 10), 1e-3);
+        assert!((c.learning_rate(20, 10) - 1e-4).abs() < 1e-15);
+        assert!((c.learning_rate(45, 10) - 1e-5).abs() < 1e-15);
+    }
+
+    #[test]
+    fn toml_round_trip_and_unknown_keys() {
+        let c = TrainConfig {
+            epochs: 3,
+            init: Some("m.onnx".into()),
+            ..Default::default()
+        };
+        assert_eq!(toml::from_str::<TrainConfig>(&c.to_toml()).unwrap(), c);
+        assert!(c.freezes_batch_norm());
+        let partial: TrainConfig =
+            toml::from_str("epochs = 5\nbackbone = \"mobilenet0.5\"").unwrap();
+        assert_eq!(partial.epochs, 5);
+        assert_eq!(partial.backbone, BackboneKind::MobileNet05);
+        assert_eq!(partial.batch_size, 32);
+        assert!(toml::from_str::<TrainConfig>("epoch = 5").is_err());
+    }
+}

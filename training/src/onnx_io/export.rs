@@ -1,0 +1,334 @@
+//! `export`: writes the network as an ONNX model the plugin consumes.
+//!
+//! The graph is produced by running the network's own forward description
+//! ([`RetinaFace::forward`]) over [`GraphBuilder`], an [`Ops`] implementation that emits nodes
+//! instead of computing, so the exported graph cannot drift from the trained one. BatchNorms are
+//! folded into their convolutions. Input `input` `[N,3,H,W]` and outputs `loc`, `conf`
+//! (softmaxed) and `landmarks` have dynamic N/H/W; the model contract (colour order, mean, priors,
+//! variances…) goes into the metadata properties under the keys the plugin reads.
+
+use std::path::Path;
+
+use anyhow::Context;
+use prost::Message;
+use tch::{Kind, Tensor};
+
+use crate::model::RetinaFace;
+use crate::model::layers::{Act, ConvUnit, Ops};
+use crate::onnx::attribute_proto::AttributeType;
+use crate::onnx::tensor_proto::DataType;
+use crate::onnx::tensor_shape_proto::{Dimension, dimension};
+use crate::onnx::type_proto::{self, Tensor as TensorType};
+use crate::onnx::{
+    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto,
+    TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
+};
+
+/// Default-domain opset of the exported graph (Resize with `sizes`, Softmax over one axis).
+pub const OPSET: i64 = 17;
+/// ONNX IR version matching opset 17.
+const IR_VERSION: i64 = 8;
+
+/// Collects nodes and initializers while the forward pass runs over tensor names.
+#[derive(Default)]
+pub struct GraphBuilder {
+    nodes: Vec<NodeProto>,
+    initializers: Vec<TensorProto>,
+    counter: usize,
+}
+
+fn attr_int(name: &str, i: i64) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(AttributeType::Int as i32),
+        i: Some(i),
+        ..Default::default()
+    }
+}
+
+fn attr_ints(name: &str, ints: &[i64]) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(AttributeType::Ints as i32),
+        ints: ints.to_vec(),
+        ..Default::default()
+    }
+}
+
+fn attr_float(name: &str, f: f32) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(AttributeType::Float as i32),
+        f: Some(f),
+        ..Default::default()
+    }
+}
+
+fn attr_str(name: &str, s: &str) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(AttributeType::String as i32),
+        s: Some(s.as_bytes().to_vec()),
+        ..Default::default()
+    }
+}
+
+fn float_tensor(name: &str, t: &Tensor) -> TensorProto {
+    let t = t
+        .to_device(tch::Device::Cpu)
+        .to_kind(Kind::Float)
+        .contiguous();
+    let values: Vec<f32> = Vec::<f32>::try_from(t.flatten(0, -1)).expect("float tensor");
+    TensorProto {
+        name: Some(name.into()),
+        dims: t.size(),
+        data_type: Some(DataType::Float as i32),
+        raw_data: Some(values.iter().flat_map(|v| v.to_le_bytes()).collect()),
+        ..Default::default()
+    }
+}
+
+fn int64_tensor(name: &str, values: &[i64]) -> TensorProto {
+    TensorProto {
+        name: Some(name.into()),
+        dims: vec![values.len() as i64],
+        data_type: Some(DataType::Int64 as i32),
+        raw_data: Some(values.iter().flat_map(|v| v.to_le_bytes()).collect()),
+        ..Default::default()
+    }
+}
+
+impl GraphBuilder {
+    fn fresh(&mut self, hint: &str) -> String {
+        self.counter += 1;
+        format!("{hint}_{}", self.counter)
+    }
+
+    fn node(
+        &mut self,
+        op: &str,
+        name: Option<String>,
+        inputs: &[&str],
+        attrs: Vec<AttributeProto>,
+    ) -> String {
+        let name = name.unwrap_or_else(|| self.fresh(op));
+        let output = format!("{name}:0");
+        self.nodes.push(NodeProto {
+            op_type: Some(op.into()),
+            name: Some(name),
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: vec![output.clone()],
+            attribute: attrs,
+            ..Default::default()
+        });
+        output
+    }
+
+    fn int_constant(&mut self, hint: &str, values: &[i64]) -> String {
+        let name = self.fresh(hint);
+        self.initializers.push(int64_tensor(&name, values));
+        name
+    }
+
+    fn activation(&mut self, x: &str, act: Act) -> String {
+        match act {
+            Act::None => x.to_string(),
+            Act::Relu => self.node("Relu", None, &[x], vec![]),
+            Act::Leaky(alpha) => self.node(
+                "LeakyRelu",
+                None,
+                &[x],
+                vec![attr_float("alpha", alpha as f32)],
+            ),
+        }
+    }
+
+    fn conv_only(&mut self, x: &str, unit: &ConvUnit) -> String {
+        let (w, b) = unit.folded();
+        let (wn, bn) = (
+            format!("{}.weight", unit.name),
+            format!("{}.bias", unit.name),
+        );
+        self.initializers.push(float_tensor(&wn, &w));
+        self.initializers.push(float_tensor(&bn, &b));
+        let p = unit.padding();
+        self.node(
+            "Conv",
+            Some(format!("{}/Conv", unit.name)),
+            &[x, &wn, &bn],
+            vec![
+                attr_ints("kernel_shape", &[unit.kernel, unit.kernel]),
+                attr_ints("strides", &[unit.stride, unit.stride]),
+                attr_ints("pads", &[p, p, p, p]),
+                attr_ints("dilations", &[1, 1]),
+                attr_int("group", unit.groups),
+            ],
+        )
+    }
+}
+
+impl Ops for GraphBuilder {
+    type T = String;
+
+    fn conv(&mut self, x: &String, unit: &ConvUnit) -> String {
+        let y = self.conv_only(x, unit);
+        self.activation(&y, unit.act)
+    }
+
+    fn add(&mut self, a: &String, b: &String) -> String {
+        self.node("Add", None, &[a, b], vec![])
+    }
+
+    fn relu(&mut self, x: &String) -> String {
+        self.node("Relu", None, &[x], vec![])
+    }
+
+    fn upsample_to(&mut self, x: &String, like: &String) -> String {
+        // sizes = shape(x)[0:2] ++ shape(like)[2:4], so H and W stay dynamic.
+        let (zero, two, four) = (
+            self.int_constant("c0", &[0]),
+            self.int_constant("c2", &[2]),
+            self.int_constant("c4", &[4]),
+        );
+        let x_shape = self.node("Shape", None, &[x], vec![]);
+        let like_shape = self.node("Shape", None, &[like], vec![]);
+        let nc = self.node("Slice", None, &[&x_shape, &zero, &two, &zero], vec![]);
+        let hw = self.node("Slice", None, &[&like_shape, &two, &four, &zero], vec![]);
+        let sizes = self.node("Concat", None, &[&nc, &hw], vec![attr_int("axis", 0)]);
+        // Nearest, asymmetric, floor: PyTorch's `interpolate(mode="nearest")` / tch's
+        // `upsample_nearest2d`.
+        self.node(
+            "Resize",
+            None,
+            &[x, "", "", &sizes],
+            vec![
+                attr_str("mode", "nearest"),
+                attr_str("coordinate_transformation_mode", "asymmetric"),
+                attr_str("nearest_mode", "floor"),
+            ],
+        )
+    }
+
+    fn concat_channels(&mut self, xs: &[String]) -> String {
+        let inputs: Vec<&str> = xs.iter().map(String::as_str).collect();
+        self.node("Concat", None, &inputs, vec![attr_int("axis", 1)])
+    }
+
+    fn head(&mut self, x: &String, unit: &ConvUnit, per_anchor: i64) -> String {
+        let y = self.conv(x, unit);
+        let t = self.node(
+            "Transpose",
+            None,
+            &[&y],
+            vec![attr_ints("perm", &[0, 2, 3, 1])],
+        );
+        // 0 copies the batch dimension, -1 collects H·W·anchors.
+        let shape = self.int_constant("head_shape", &[0, -1, per_anchor]);
+        self.node("Reshape", None, &[&t, &shape], vec![])
+    }
+
+    fn concat_priors(&mut self, xs: &[String]) -> String {
+        let inputs: Vec<&str> = xs.iter().map(String::as_str).collect();
+        self.node("Concat", None, &inputs, vec![attr_int("axis", 1)])
+    }
+
+    fn softmax(&mut self, x: &String) -> String {
+        self.node("Softmax", None, &[x], vec![attr_int("axis", -1)])
+    }
+}
+
+fn value_info(name: &str, dims: &[Result<i64, &str>]) -> ValueInfoProto {
+    ValueInfoProto {
+        name: Some(name.into()),
+        r#type: Some(TypeProto {
+            value: Some(type_proto::Value::TensorType(TensorType {
+                elem_type: Some(DataType::Float as i32),
+                shape: Some(TensorShapeProto {
+                    dim: dims
+                        .iter()
+                        .map(|d| Dimension {
+                            value: Some(match d {
+                                Ok(v) => dimension::Value::DimValue(*v),
+                                Err(p) => dimension::Value::DimParam(p.to_string()),
+                            }),
+                            denotation: None,
+                        })
+                        .collect(),
+                }),
+            })),
+            denotation: None,
+        }),
+        ..Default::default()
+    }
+}
+
+/// Builds the ONNX model of `net` (weights as they are now, BatchNorm folded).
+pub fn to_onnx(net: &RetinaFace) -> ModelProto {
+    let contract = &net.config.contract;
+    let mut g = GraphBuilder::default();
+    let input = contract.input.clone();
+    let out = net.forward(&mut g, &input, true);
+    // Give the outputs the contract's names.
+    for (tensor, name) in [
+        (&out.loc, &contract.loc),
+        (&out.conf, &contract.conf),
+        (&out.landmarks, &contract.landmarks),
+    ] {
+        g.nodes.push(NodeProto {
+            op_type: Some("Identity".into()),
+            name: Some(format!("{name}/Identity")),
+            input: vec![tensor.clone()],
+            output: vec![name.clone()],
+            ..Default::default()
+        });
+    }
+    let outputs = [
+        (&contract.loc, 4),
+        (&contract.conf, 2),
+        (&contract.landmarks, 10),
+    ]
+    .iter()
+    .map(|(name, k)| value_info(name, &[Err("batch"), Err("priors"), Ok(*k)]))
+    .collect();
+    let mut metadata: Vec<StringStringEntryProto> = contract
+        .to_metadata()
+        .into_iter()
+        .map(|(k, v)| StringStringEntryProto {
+            key: Some(k.into()),
+            value: Some(v),
+        })
+        .collect();
+    metadata.push(StringStringEntryProto {
+        key: Some("retinaface.backbone".into()),
+        value: Some(net.config.backbone.name().into()),
+    });
+    ModelProto {
+        ir_version: Some(IR_VERSION),
+        opset_import: vec![OperatorSetIdProto {
+            domain: Some(String::new()),
+            version: Some(OPSET),
+        }],
+        producer_name: Some("retinaface-train".into()),
+        producer_version: Some(env!("CARGO_PKG_VERSION").into()),
+        graph: Some(GraphProto {
+            name: Some("retinaface".into()),
+            node: g.nodes,
+            initializer: g.initializers,
+            input: vec![value_info(
+                &input,
+                &[Err("batch"), Ok(3), Err("height"), Err("width")],
+            )],
+            output: outputs,
+            ..Default::default()
+        }),
+        metadata_props: metadata,
+        ..Default::default()
+    }
+}
+
+/// Writes `net` to `path` as ONNX (atomically).
+pub fn export_onnx(net: &RetinaFace, path: &Path) -> anyhow::Result<()> {
+    let bytes = to_onnx(net).encode_to_vec();
+    crate::fsutil::write_atomic(path, &bytes)
+        .with_context(|| format!("exporting to {}", path.display()))
+}

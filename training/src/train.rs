@@ -1,0 +1,307 @@
+//! `train`: the training loop (data loader → forward → MultiBoxLoss → SGD), with metrics,
+//! progress, checkpoints and exact resume.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use tch::{Device, Tensor};
+
+use crate::checkpoint::{self, Position};
+use crate::config::{TrainConfig, parse_device};
+use crate::data::{LoaderConfig, batches_per_epoch, epoch_batches, read_label_file};
+use crate::loss::{LossConfig, multibox_loss};
+use crate::model::{ModelConfig, RetinaFace};
+use crate::sgd::Sgd;
+
+/// One row of `metrics.csv`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct MetricsRow {
+    pub iteration: usize,
+    pub epoch: usize,
+    pub lr: f64,
+    pub loss: f64,
+    pub loss_box: f64,
+    pub loss_class: f64,
+    pub loss_landmark: f64,
+    pub images_per_s: f64,
+    pub faces: usize,
+    pub skipped_images: usize,
+}
+
+/// What a finished run produced.
+pub struct TrainSummary {
+    pub model: PathBuf,
+    pub iterations: usize,
+    pub rows: Vec<MetricsRow>,
+}
+
+/// The network a new run starts from.
+fn initial_network(config: &TrainConfig, device: Device) -> anyhow::Result<RetinaFace> {
+    let net = match &config.init {
+        None => RetinaFace::new(
+            ModelConfig {
+                backbone: config.backbone,
+                ..Default::default()
+            },
+            device,
+        )?,
+        Some(path) if path.extension().is_some_and(|e| e == "onnx") => {
+            crate::onnx_io::import::import_onnx(path, device)?
+        }
+        Some(path) => RetinaFace::load(path, device)?,
+    };
+    if config.init.is_some() && net.config.backbone != config.backbone {
+        eprintln!(
+            "note: {} is a {} model; training that backbone (config said {})",
+            config.init.as_ref().unwrap().display(),
+            net.config.backbone.name(),
+            config.backbone.name()
+        );
+    }
+    Ok(net)
+}
+
+fn read_metrics(path: &Path) -> anyhow::Result<Vec<MetricsRow>> {
+    if !path.is_file() {
+        return Ok(Vec::new());
+    }
+    let mut reader = csv::Reader::from_path(path)?;
+    reader
+        .deserialize()
+        .collect::<Result<Vec<MetricsRow>, _>>()
+        .with_context(|| format!("reading {}", path.display()))
+}
+
+/// Rewrites `metrics.csv` with `rows` (those before the resume point) and returns a writer that
+/// appends to it.
+fn metrics_writer(path: &Path, rows: &[MetricsRow]) -> anyhow::Result<csv::Writer<std::fs::File>> {
+    let mut w =
+        csv::Writer::from_path(path).with_context(|| format!("writing {}", path.display()))?;
+    for r in rows {
+        w.serialize(r)?;
+    }
+    if rows.is_empty() {
+        w.write_record([
+            "iteration",
+            "epoch",
+            "lr",
+            "loss",
+            "loss_box",
+            "loss_class",
+            "loss_landmark",
+            "images_per_s",
+            "faces",
+            "skipped_images",
+        ])?;
+    }
+    w.flush()?;
+    let file = std::fs::OpenOptions::new().append(true).open(path)?;
+    Ok(csv::WriterBuilder::new()
+        .has_headers(false)
+        .from_writer(file))
+}
+
+/// Trains according to `config`; with `resume`, continues the run in `config.output` from its
+/// last checkpoint (the run's saved config wins, except for `epochs`).
+pub fn train(config: TrainConfig, resume: bool) -> anyhow::Result<TrainSummary> {
+    let output = config.output.clone();
+    let config = if resume {
+        let saved = TrainConfig::from_toml_file(&output.join("config.toml"))
+            .context("--resume needs the run directory of an earlier `train` (config.toml)")?;
+        TrainConfig {
+            epochs: config.epochs.max(saved.epochs),
+            ..saved
+        }
+    } else {
+        if checkpoint::exists(&output) {
+            bail!(
+                "{} already holds a training run; use --resume to continue it or choose another --output",
+                output.display()
+            );
+        }
+        config
+    };
+    config.check()?;
+    std::fs::create_dir_all(&output).with_context(|| format!("creating {}", output.display()))?;
+    std::fs::write(output.join("config.toml"), config.to_toml())?;
+    if config.threads > 0 {
+        tch::set_num_threads(config.threads as i32);
+    }
+    let device = parse_device(&config.device)?;
+    tch::manual_seed(config.seed as i64);
+
+    let labels = read_label_file(&config.labels, &config.images_root())?;
+    for w in labels.warnings.iter().take(20) {
+        eprintln!("warning: {w}");
+    }
+    if labels.skipped_lines > 0 {
+        eprintln!(
+            "warning: {} malformed label lines skipped",
+            labels.skipped_lines
+        );
+    }
+    if labels.samples.is_empty() {
+        bail!("{} lists no usable images", config.labels.display());
+    }
+    let samples = Arc::new(labels.samples);
+
+    let mut sgd = Sgd::new(config.momentum, config.weight_decay);
+    let (net, start) = if resume {
+        checkpoint::load(&output, device, &mut sgd)?
+    } else {
+        (
+            initial_network(&config, device)?,
+            Position {
+                iteration: 0,
+                epoch: 0,
+                batch: 0,
+            },
+        )
+    };
+    let contract = Arc::new(net.config.contract.clone());
+    let freeze_bn = config.freezes_batch_norm();
+    let loader = LoaderConfig {
+        batch_size: config.batch_size,
+        image_size: config.image_size,
+        workers: config.workers,
+        seed: config.seed,
+        iou_threshold: config.match_iou,
+        prefetch: 2,
+    };
+    let per_epoch = batches_per_epoch(samples.len(), config.batch_size);
+    let total = per_epoch * config.epochs;
+
+    let metrics_path = output.join("metrics.csv");
+    let mut rows: Vec<MetricsRow> = read_metrics(&metrics_path)?
+        .into_iter()
+        .filter(|r| r.iteration < start.iteration)
+        .collect();
+    let mut metrics = metrics_writer(&metrics_path, &rows)?;
+
+    let bar = ProgressBar::new(total as u64).with_position(start.iteration as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ETA {eta}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    let size = config.image_size as i64;
+    let loss_config = LossConfig::default();
+    let mut iteration = start.iteration;
+    for epoch in start.epoch..config.epochs {
+        bar.set_prefix(format!("epoch {}/{}", epoch + 1, config.epochs));
+        let first = if epoch == start.epoch { start.batch } else { 0 };
+        for batch in epoch_batches(samples.clone(), contract.clone(), &loader, epoch, first) {
+            if batch.batch_size == 0 {
+                continue;
+            }
+            let started = Instant::now();
+            let b = batch.batch_size as i64;
+            let priors = batch.labels.len() as i64 / b;
+            let to =
+                |v: &[f32], k: i64| Tensor::from_slice(v).view([b, priors, k]).to_device(device);
+            let images = Tensor::from_slice(&batch.images)
+                .view([b, 3, size, size])
+                .to_device(device);
+            let labels = Tensor::from_slice(&batch.labels)
+                .view([b, priors])
+                .to_device(device);
+            let lr = config.learning_rate(iteration, per_epoch);
+            let out = net.forward_train(&images, !freeze_bn);
+            let loss = multibox_loss(
+                &out.loc,
+                &out.conf,
+                &out.landmarks,
+                &to(&batch.loc, 4),
+                &to(&batch.landmarks, 10),
+                &labels,
+                &loss_config,
+            );
+            sgd.zero_grad(&net.vs);
+            loss.total.backward();
+            sgd.step(&net.vs, lr);
+            let value = loss.total.double_value(&[]);
+            if !value.is_finite() {
+                bail!(
+                    "loss became {value} at iteration {iteration}; lower the learning rate (lr = {lr}) or check the labels"
+                );
+            }
+            iteration += 1;
+            let row = MetricsRow {
+                iteration: iteration - 1,
+                epoch,
+                lr,
+                loss: value,
+                loss_box: loss.boxes.double_value(&[]),
+                loss_class: loss.classes.double_value(&[]),
+                loss_landmark: loss.landmarks.double_value(&[]),
+                images_per_s: batch.batch_size as f64 / started.elapsed().as_secs_f64(),
+                faces: batch.faces,
+                skipped_images: batch.skipped,
+            };
+            metrics.serialize(&row)?;
+            metrics.flush()?;
+            bar.set_message(format!(
+                "loss {:.3} (box {:.3} cls {:.3} lmk {:.3}) {:.1} img/s",
+                row.loss, row.loss_box, row.loss_class, row.loss_landmark, row.images_per_s
+            ));
+            bar.inc(1);
+            rows.push(row);
+            let next = Position {
+                iteration,
+                epoch,
+                batch: batch.index + 1,
+            };
+            if config.checkpoint_every > 0
+                && iteration % config.checkpoint_every == 0
+                && next.batch < per_epoch
+            {
+                checkpoint::save(&output, &net, &sgd, next)?;
+            }
+        }
+        checkpoint::save(
+            &output,
+            &net,
+            &sgd,
+            Position {
+                iteration,
+                epoch: epoch + 1,
+                batch: 0,
+            },
+        )?;
+    }
+    bar.finish();
+    let model = output.join("model.safetensors");
+    net.save(&model)?;
+    write_loss_plot(&output.join("loss.png"), &rows)?;
+    let _ = std::io::stderr().flush();
+    Ok(TrainSummary {
+        model,
+        iterations: iteration,
+        rows,
+    })
+}
+
+/// The loss terms per iteration as a PNG.
+pub fn write_loss_plot(path: &Path, rows: &[MetricsRow]) -> anyhow::Result<()> {
+    let series = |f: fn(&MetricsRow) -> f64| {
+        rows.iter()
+            .map(|r| (r.iteration as f64, f(r)))
+            .collect::<Vec<_>>()
+    };
+    crate::plot::line_chart(
+        path,
+        "RetinaFace training loss",
+        "iteration",
+        "loss",
+        &[
+            ("total", series(|r| r.loss)),
+            ("box (×1)", series(|r| r.loss_box)),
+            ("class", series(|r| r.loss_class)),
+            ("landmark", series(|r| r.loss_landmark)),
+        ],
+    )
+}

@@ -1,0 +1,86 @@
+//! Shared helpers for the trainer's integration tests: sample data, the published model, and
+//! ONNX Runtime sessions to compare against.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use image::RgbImage;
+use ort::session::Session;
+use ort::value::TensorRef;
+
+/// Where scripts/setup.sh installs models and media.
+pub fn data_dir() -> PathBuf {
+    std::env::var_os("RETINAFACE_DATA").map_or_else(
+        || PathBuf::from("/usr/local/share/retinaface"),
+        PathBuf::from,
+    )
+}
+
+/// The published RetinaFace mv0.25 (the plugin's default model).
+pub fn published_model() -> PathBuf {
+    let path = data_dir().join("models/retinaface-mv025.onnx");
+    assert!(
+        path.is_file(),
+        "{} missing: run scripts/setup.sh",
+        path.display()
+    );
+    path
+}
+
+pub fn media(name: &str) -> PathBuf {
+    let path = data_dir().join("media").join(name);
+    assert!(
+        path.is_file(),
+        "{} missing: run scripts/setup.sh",
+        path.display()
+    );
+    path
+}
+
+/// A sample photo, scaled down so that its longer side is at most `max_side` (keeps CPU tests fast).
+pub fn photo(name: &str, max_side: u32) -> RgbImage {
+    let img = image::open(media(name)).expect("sample decodes").to_rgb8();
+    let (w, h) = img.dimensions();
+    if w.max(h) <= max_side {
+        return img;
+    }
+    let s = max_side as f32 / w.max(h) as f32;
+    image::imageops::resize(
+        &img,
+        ((w as f32 * s).round() as u32).max(1),
+        ((h as f32 * s).round() as u32).max(1),
+        image::imageops::FilterType::Triangle,
+    )
+}
+
+pub fn ort_session(model: &Path) -> Session {
+    let env = retinaface::runtime::environment(&[]).expect("ONNX Runtime loads (scripts/setup.sh)");
+    retinaface::runtime::load_session(
+        env,
+        model,
+        &retinaface::SessionConfig {
+            threads: 1,
+            ..Default::default()
+        },
+    )
+    .expect("model loads in ONNX Runtime")
+    .session
+}
+
+/// Runs `session` on an NCHW input; returns `loc`, `conf`, `landmarks` flattened.
+pub fn ort_run(session: &mut Session, input: &[f32], shape: [usize; 4]) -> [Vec<f32>; 3] {
+    let tensor = TensorRef::from_array_view((shape, input)).unwrap();
+    let outputs = session.run(ort::inputs!["input" => tensor]).unwrap();
+    ["loc", "conf", "landmarks"].map(|name| {
+        let (_, data) = outputs[name].try_extract_tensor::<f32>().unwrap();
+        data.to_vec()
+    })
+}
+
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "different lengths");
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
