@@ -1,0 +1,554 @@
+//! Training augmentation in the style of the biubug6 RetinaFace recipe, and the conversion of an
+//! image to the network's input layout.
+//!
+//! Steps, in this order (the order matters for reproducing the published training):
+//! 1. random square crop around at least one whole face (or the whole image when none is found);
+//! 2. photometric distortion (brightness, contrast, saturation, hue);
+//! 3. padding to a square with the mean colour, only when step 1 fell back to the whole image;
+//! 4. horizontal mirror with probability ½;
+//! 5. resize to `size`×`size` with a randomly chosen filter, then normalisation per the
+//!    [`ModelContract`].
+//!
+//! Every random decision comes from the `rng` argument, so a seeded RNG reproduces the sample
+//! exactly (the loader relies on this for `--resume`).
+
+use image::imageops::{self, FilterType};
+use image::{Rgb, RgbImage};
+use rand::Rng;
+use retinaface::ModelContract;
+use retinaface::contract::ColorOrder;
+
+use super::labels::FaceAnnotation;
+
+/// One augmented training sample.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Augmented {
+    /// Network input, CHW, `3 × size × size`.
+    pub chw: Vec<f32>,
+    /// Faces in the augmented image, normalised to 0..1 of its width and height.
+    pub faces: Vec<FaceAnnotation>,
+}
+
+/// Crop side as a fraction of the image's short side; smaller crops zoom in on small faces.
+const CROP_SCALES: [f32; 5] = [0.3, 0.45, 0.6, 0.8, 1.0];
+/// Crop attempts before falling back to the whole (padded) image.
+const CROP_TRIES: usize = 250;
+/// Largest brightness shift, in 0..255 pixel units.
+const BRIGHTNESS_DELTA: f32 = 32.0;
+/// Contrast and saturation factors are drawn from this range.
+const FACTOR_RANGE: std::ops::RangeInclusive<f32> = 0.5..=1.5;
+/// Largest hue shift in degrees. The reference shifts OpenCV's 8-bit hue (0..180, i.e. 2° per
+/// unit) by up to ±18 units, which is ±36°.
+const HUE_DELTA_DEGREES: i32 = 36;
+/// Resize filters, one picked at random per sample so the network does not learn one filter's
+/// artefacts (the reference picks among linear, cubic, area, nearest and Lanczos).
+const RESIZE_FILTERS: [FilterType; 5] = [
+    FilterType::Triangle,
+    FilterType::CatmullRom,
+    FilterType::Gaussian,
+    FilterType::Nearest,
+    FilterType::Lanczos3,
+];
+/// Faces narrower or shorter than this many output pixels cannot be matched to any prior.
+const MIN_FACE_PIXELS: f32 = 1.0;
+
+/// Augments one image with its faces (pixel coordinates) into a `size`×`size` network input.
+pub fn augment(
+    image: &RgbImage,
+    faces: &[FaceAnnotation],
+    size: u32,
+    contract: &ModelContract,
+    rng: &mut impl Rng,
+) -> Augmented {
+    let cropped = random_square_crop(image, faces, rng);
+    let cropped_ok = cropped.is_some();
+    let (mut img, mut faces) = cropped.unwrap_or_else(|| (image.clone(), faces.to_vec()));
+    distort_photometric(&mut img, rng);
+    if !cropped_ok {
+        img = pad_to_square(&img, mean_colour(contract));
+    }
+    if rng.random_bool(0.5) {
+        mirror(&mut img, &mut faces);
+    }
+    let filter = RESIZE_FILTERS[rng.random_range(0..RESIZE_FILTERS.len())];
+    let (w, h) = img.dimensions();
+    if w == 0 || h == 0 {
+        // Nothing to see: a mean-coloured input (all zeros after normalisation) and no faces.
+        return Augmented {
+            chw: vec![0.0; 3 * (size as usize).pow(2)],
+            faces: Vec::new(),
+        };
+    }
+    let resized = if (w, h) == (size, size) {
+        img
+    } else {
+        imageops::resize(&img, size, size, filter)
+    };
+    let faces = faces
+        .iter()
+        .map(|f| normalise(f, w as f32, h as f32))
+        .filter(|f| {
+            let [x0, y0, x1, y1] = f.bbox;
+            (x1 - x0) * size as f32 >= MIN_FACE_PIXELS && (y1 - y0) * size as f32 >= MIN_FACE_PIXELS
+        })
+        .collect();
+    Augmented {
+        chw: to_network_input(&resized, contract),
+        faces,
+    }
+}
+
+/// The image as the network sees it: CHW f32 in the contract's channel order, `(v − mean) / std`
+/// per channel, same size as the image. Computed like the plugin's preprocessing (multiplying by
+/// `1/std`) so that evaluation sees the same numbers as deployment.
+pub fn to_network_input(image: &RgbImage, contract: &ModelContract) -> Vec<f32> {
+    let plane = image.width() as usize * image.height() as usize;
+    let mut chw = vec![0.0f32; 3 * plane];
+    for c in 0..3 {
+        let source = rgb_index_of_channel(contract.color_order, c);
+        let (mean, inv_std) = (contract.mean[c], 1.0 / contract.std[c]);
+        let out = &mut chw[c * plane..(c + 1) * plane];
+        for (o, px) in out.iter_mut().zip(image.pixels()) {
+            *o = (px[source] as f32 - mean) * inv_std;
+        }
+    }
+    chw
+}
+
+/// Which RGB component feeds network channel `c`.
+fn rgb_index_of_channel(order: ColorOrder, c: usize) -> usize {
+    match order {
+        ColorOrder::Rgb => c,
+        ColorOrder::Bgr => 2 - c,
+    }
+}
+
+/// The RGB colour that normalises to zero: padding then looks like "no signal" to the network.
+fn mean_colour(contract: &ModelContract) -> Rgb<u8> {
+    let mut rgb = [0u8; 3];
+    for c in 0..3 {
+        rgb[rgb_index_of_channel(contract.color_order, c)] =
+            contract.mean[c].round().clamp(0.0, 255.0) as u8;
+    }
+    Rgb(rgb)
+}
+
+/// Tries random square crops (side = a [`CROP_SCALES`] fraction of the short side) until one
+/// wholly contains at least one face. Faces whose centre lies inside the crop are kept, boxes
+/// clipped to the crop and landmarks clamped to it, all shifted to the crop's origin. `None` when
+/// no attempt succeeds (for example an image without faces).
+fn random_square_crop(
+    image: &RgbImage,
+    faces: &[FaceAnnotation],
+    rng: &mut impl Rng,
+) -> Option<(RgbImage, Vec<FaceAnnotation>)> {
+    let (width, height) = image.dimensions();
+    let short_side = width.min(height);
+    for _ in 0..CROP_TRIES {
+        let scale = CROP_SCALES[rng.random_range(0..CROP_SCALES.len())];
+        let side = (scale * short_side as f32) as u32;
+        if side == 0 {
+            continue;
+        }
+        let left = rng.random_range(0..=width - side);
+        let top = rng.random_range(0..=height - side);
+        let roi = [
+            left as f32,
+            top as f32,
+            (left + side) as f32,
+            (top + side) as f32,
+        ];
+        if !faces.iter().any(|f| box_within(f.bbox, roi)) {
+            continue;
+        }
+        let kept: Vec<FaceAnnotation> = faces
+            .iter()
+            .filter(|f| centre_inside(f.bbox, roi))
+            .map(|f| shift_into(f, roi))
+            .collect();
+        if kept.is_empty() {
+            continue;
+        }
+        let crop = imageops::crop_imm(image, left, top, side, side).to_image();
+        return Some((crop, kept));
+    }
+    None
+}
+
+fn box_within(b: [f32; 4], roi: [f32; 4]) -> bool {
+    b[0] >= roi[0] && b[1] >= roi[1] && b[2] <= roi[2] && b[3] <= roi[3]
+}
+
+fn centre_inside(b: [f32; 4], roi: [f32; 4]) -> bool {
+    let (cx, cy) = ((b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0);
+    roi[0] < cx && cx < roi[2] && roi[1] < cy && cy < roi[3]
+}
+
+/// The face in the coordinates of the crop `roi`, clipped to it.
+fn shift_into(face: &FaceAnnotation, roi: [f32; 4]) -> FaceAnnotation {
+    let (side_x, side_y) = (roi[2] - roi[0], roi[3] - roi[1]);
+    let b = face.bbox;
+    FaceAnnotation {
+        bbox: [
+            b[0].max(roi[0]) - roi[0],
+            b[1].max(roi[1]) - roi[1],
+            b[2].min(roi[2]) - roi[0],
+            b[3].min(roi[3]) - roi[1],
+        ],
+        landmarks: face.landmarks.map(|points| {
+            points.map(|[x, y]| {
+                [
+                    (x - roi[0]).clamp(0.0, side_x),
+                    (y - roi[1]).clamp(0.0, side_y),
+                ]
+            })
+        }),
+    }
+}
+
+/// Random brightness, contrast, saturation and hue changes, each applied with probability ½.
+/// Half of the time contrast comes first, otherwise last, as in the reference.
+fn distort_photometric(img: &mut RgbImage, rng: &mut impl Rng) {
+    let contrast_first = rng.random_bool(0.5);
+    if rng.random_bool(0.5) {
+        let beta = rng.random_range(-BRIGHTNESS_DELTA..=BRIGHTNESS_DELTA);
+        scale_and_shift(img, 1.0, beta);
+    }
+    if contrast_first && rng.random_bool(0.5) {
+        scale_and_shift(img, rng.random_range(FACTOR_RANGE), 0.0);
+    }
+    let saturation = rng.random_bool(0.5).then(|| rng.random_range(FACTOR_RANGE));
+    let hue = rng
+        .random_bool(0.5)
+        .then(|| rng.random_range(-HUE_DELTA_DEGREES..=HUE_DELTA_DEGREES) as f32);
+    if saturation.is_some() || hue.is_some() {
+        adjust_saturation_and_hue(img, saturation.unwrap_or(1.0), hue.unwrap_or(0.0));
+    }
+    if !contrast_first && rng.random_bool(0.5) {
+        scale_and_shift(img, rng.random_range(FACTOR_RANGE), 0.0);
+    }
+}
+
+/// `v·alpha + beta` on every channel, rounded and clamped to 0..255.
+fn scale_and_shift(img: &mut RgbImage, alpha: f32, beta: f32) {
+    for v in img.iter_mut() {
+        *v = (*v as f32 * alpha + beta).round().clamp(0.0, 255.0) as u8;
+    }
+}
+
+/// Multiplies HSV saturation by `factor` (clamped to 1) and rotates hue by `degrees`.
+fn adjust_saturation_and_hue(img: &mut RgbImage, factor: f32, degrees: f32) {
+    for px in img.pixels_mut() {
+        let [h, s, v] = rgb_to_hsv(px.0.map(f32::from));
+        let rgb = hsv_to_rgb([
+            (h + degrees).rem_euclid(360.0),
+            (s * factor).clamp(0.0, 1.0),
+            v,
+        ]);
+        px.0 = rgb.map(|c| c.round().clamp(0.0, 255.0) as u8);
+    }
+}
+
+/// RGB (0..255) → hue in degrees (0..360), saturation (0..1), value (0..255).
+fn rgb_to_hsv([r, g, b]: [f32; 3]) -> [f32; 3] {
+    let max = r.max(g).max(b);
+    let min = r.min(g).min(b);
+    let chroma = max - min;
+    if chroma == 0.0 {
+        return [0.0, 0.0, max];
+    }
+    let sector = if max == r {
+        (g - b) / chroma
+    } else if max == g {
+        (b - r) / chroma + 2.0
+    } else {
+        (r - g) / chroma + 4.0
+    };
+    [(sector * 60.0).rem_euclid(360.0), chroma / max, max]
+}
+
+/// Inverse of [`rgb_to_hsv`].
+fn hsv_to_rgb([h, s, v]: [f32; 3]) -> [f32; 3] {
+    let chroma = v * s;
+    let sector = h / 60.0;
+    let x = chroma * (1.0 - (sector.rem_euclid(2.0) - 1.0).abs());
+    let (r, g, b) = match sector as u32 {
+        0 => (chroma, x, 0.0),
+        1 => (x, chroma, 0.0),
+        2 => (0.0, chroma, x),
+        3 => (0.0, x, chroma),
+        4 => (x, 0.0, chroma),
+        _ => (chroma, 0.0, x),
+    };
+    let m = v - chroma;
+    [r + m, g + m, b + m]
+}
+
+/// Puts the image in the top-left corner of a square of `fill`; faces keep their coordinates.
+fn pad_to_square(img: &RgbImage, fill: Rgb<u8>) -> RgbImage {
+    let (w, h) = img.dimensions();
+    if w == h {
+        return img.clone();
+    }
+    let side = w.max(h);
+    let mut square = RgbImage::from_pixel(side, side, fill);
+    imageops::replace(&mut square, img, 0, 0);
+    square
+}
+
+/// Flips the image left-right. Boxes and landmarks are mirrored (`x → width − x`, the pixel-edge
+/// convention of the boxes), and left/right eyes and mouth corners swap names: the person's left
+/// eye appears on the other side after the flip.
+fn mirror(img: &mut RgbImage, faces: &mut [FaceAnnotation]) {
+    imageops::flip_horizontal_in_place(img);
+    let width = img.width() as f32;
+    for face in faces {
+        let [x0, y0, x1, y1] = face.bbox;
+        face.bbox = [width - x1, y0, width - x0, y1];
+        if let Some(points) = &mut face.landmarks {
+            for p in points.iter_mut() {
+                p[0] = width - p[0];
+            }
+            points.swap(0, 1);
+            points.swap(3, 4);
+        }
+    }
+}
+
+/// Pixel coordinates → 0..1 of the image size.
+fn normalise(face: &FaceAnnotation, width: f32, height: f32) -> FaceAnnotation {
+    let [x0, y0, x1, y1] = face.bbox;
+    FaceAnnotation {
+        bbox: [x0 / width, y0 / height, x1 / width, y1 / height],
+        landmarks: face
+            .landmarks
+            .map(|points| points.map(|[x, y]| [x / width, y / height])),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    fn face(bbox: [f32; 4]) -> FaceAnnotation {
+        FaceAnnotation {
+            bbox,
+            landmarks: None,
+        }
+    }
+
+    /// A gradient so that flips and crops are visible in the pixels.
+    fn gradient(w: u32, h: u32) -> RgbImage {
+        RgbImage::from_fn(w, h, |x, y| Rgb([x as u8, y as u8, 7]))
+    }
+
+    #[test]
+    fn mirror_swaps_left_and_right_and_mirrors_x() {
+        let mut img = gradient(100, 50);
+        let mut faces = [FaceAnnotation {
+            bbox: [10.0, 5.0, 30.0, 25.0],
+            landmarks: Some([
+                [14.0, 10.0],
+                [26.0, 11.0],
+                [20.0, 15.0],
+                [15.0, 20.0],
+                [25.0, 21.0],
+            ]),
+        }];
+        mirror(&mut img, &mut faces);
+        assert_eq!(img.get_pixel(0, 3).0, [99, 3, 7]);
+        assert_eq!(img.get_pixel(99, 3).0, [0, 3, 7]);
+        assert_eq!(faces[0].bbox, [70.0, 5.0, 90.0, 25.0]);
+        // The old right eye (x 26) becomes the left eye at 100 − 26.
+        assert_eq!(
+            faces[0].landmarks,
+            Some([
+                [74.0, 11.0],
+                [86.0, 10.0],
+                [80.0, 15.0],
+                [75.0, 21.0],
+                [85.0, 20.0]
+            ])
+        );
+    }
+
+    #[test]
+    fn crop_keeps_only_faces_whose_centre_is_inside() {
+        let img = gradient(200, 100);
+        let inside = FaceAnnotation {
+            bbox: [40.0, 40.0, 60.0, 60.0],
+            landmarks: Some([[45.0, 45.0]; 5]),
+        };
+        let faces = [
+            inside,
+            face([0.0, 0.0, 6.0, 6.0]),
+            face([150.0, 10.0, 190.0, 90.0]),
+        ];
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        for _ in 0..50 {
+            let (crop, kept) = random_square_crop(&img, &faces, &mut rng).unwrap();
+            let side = crop.width();
+            assert_eq!(crop.height(), side);
+            assert!([30, 45, 60, 80, 100].contains(&side), "{side}");
+            // Recover the crop origin from the gradient pixel at its corner.
+            let [left, top, _] = crop.get_pixel(0, 0).0.map(f32::from);
+            let roi = [left, top, left + side as f32, top + side as f32];
+            let expected: Vec<_> = faces
+                .iter()
+                .filter(|f| centre_inside(f.bbox, roi))
+                .collect();
+            assert!(faces.iter().any(|f| box_within(f.bbox, roi)), "{roi:?}");
+            assert_eq!(kept.len(), expected.len(), "{roi:?}");
+            for (k, f) in kept.iter().zip(expected) {
+                assert_eq!(k.bbox[0], f.bbox[0].max(left) - left);
+                assert_eq!(k.bbox[3], f.bbox[3].min(roi[3]) - top);
+                assert!(k.bbox.iter().all(|v| (0.0..=side as f32).contains(v)));
+            }
+        }
+    }
+
+    #[test]
+    fn hand_computed_crop_shift() {
+        let f = FaceAnnotation {
+            bbox: [5.0, 12.0, 30.0, 50.0],
+            landmarks: Some([
+                [8.0, 15.0],
+                [28.0, 15.0],
+                [12.0, 30.0],
+                [9.0, 45.0],
+                [60.0, 45.0],
+            ]),
+        };
+        let s = shift_into(&f, [10.0, 10.0, 40.0, 40.0]);
+        assert_eq!(s.bbox, [0.0, 2.0, 20.0, 30.0]);
+        assert_eq!(
+            s.landmarks,
+            Some([
+                [0.0, 5.0],
+                [18.0, 5.0],
+                [2.0, 20.0],
+                [0.0, 30.0],
+                [30.0, 30.0]
+            ])
+        );
+    }
+
+    #[test]
+    fn crop_without_faces_falls_back_to_padded_whole_image() {
+        let img = gradient(40, 20);
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        assert!(random_square_crop(&img, &[], &mut rng).is_none());
+        let padded = pad_to_square(&img, Rgb([1, 2, 3]));
+        assert_eq!(padded.dimensions(), (40, 40));
+        assert_eq!(padded.get_pixel(39, 19).0, [39, 19, 7]);
+        assert_eq!(padded.get_pixel(39, 20).0, [1, 2, 3]);
+    }
+
+    #[test]
+    fn augment_gives_requested_size_and_normalised_faces() {
+        let img = gradient(120, 80);
+        let faces = [
+            FaceAnnotation {
+                bbox: [30.0, 20.0, 60.0, 56.0],
+                landmarks: Some([
+                    [40.0, 30.0],
+                    [50.0, 30.0],
+                    [45.0, 40.0],
+                    [40.0, 50.0],
+                    [50.0, 50.0],
+                ]),
+            },
+            face([100.0, 70.0, 100.2, 70.2]),
+        ];
+        let contract = ModelContract::default();
+        let mut with_faces = 0;
+        for seed in 0..20 {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            let out = augment(&img, &faces, 64, &contract, &mut rng);
+            assert_eq!(out.chw.len(), 3 * 64 * 64);
+            // The 0.2 px face is below one output pixel at every crop scale: always dropped.
+            assert!(out.faces.len() <= 1, "seed {seed}: {:?}", out.faces);
+            with_faces += out.faces.len();
+            for f in &out.faces {
+                let [x0, y0, x1, y1] = f.bbox;
+                assert!(0.0 <= x0 && x0 < x1 && x1 <= 1.0, "{f:?}");
+                assert!(0.0 <= y0 && y0 < y1 && y1 <= 1.0, "{f:?}");
+                assert!((x1 - x0) * 64.0 >= 1.0 && (y1 - y0) * 64.0 >= 1.0, "{f:?}");
+                assert!(f.landmarks.is_some(), "only the big face can remain: {f:?}");
+            }
+        }
+        assert!(
+            with_faces >= 10,
+            "the big face survives most crops: {with_faces}/20"
+        );
+    }
+
+    #[test]
+    fn same_rng_seed_same_result() {
+        let img = gradient(90, 70);
+        let faces = [face([20.0, 20.0, 50.0, 50.0])];
+        let c = ModelContract::default();
+        let a = augment(&img, &faces, 32, &c, &mut ChaCha8Rng::seed_from_u64(9));
+        let b = augment(&img, &faces, 32, &c, &mut ChaCha8Rng::seed_from_u64(9));
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn known_pixel_normalises_per_contract() {
+        let img = RgbImage::from_pixel(2, 1, Rgb([200, 100, 50]));
+        // Default: BGR minus 104,117,123.
+        let chw = to_network_input(&img, &ModelContract::default());
+        assert_eq!(chw, vec![-54.0, -54.0, -17.0, -17.0, 77.0, 77.0]);
+        let rgb = ModelContract {
+            color_order: ColorOrder::Rgb,
+            mean: [127.5, 127.5, 127.5],
+            std: [128.0, 128.0, 128.0],
+            ..Default::default()
+        };
+        let chw = to_network_input(&img, &rgb);
+        let expected = [72.5 / 128.0, -27.5 / 128.0, -77.5 / 128.0];
+        for (c, e) in expected.iter().enumerate() {
+            assert!((chw[2 * c] - e).abs() < 1e-6, "{chw:?}");
+        }
+    }
+
+    #[test]
+    fn padding_colour_normalises_to_zero() {
+        let c = ModelContract::default();
+        let pad = RgbImage::from_pixel(1, 1, mean_colour(&c));
+        assert_eq!(pad.get_pixel(0, 0).0, [123, 117, 104]);
+        assert_eq!(to_network_input(&pad, &c), vec![0.0; 3]);
+    }
+
+    #[test]
+    fn hsv_round_trip_and_hue_rotation() {
+        for rgb in [
+            [255.0, 0.0, 0.0],
+            [10.0, 200.0, 90.0],
+            [30.0, 30.0, 30.0],
+            [0.0, 64.0, 255.0],
+        ] {
+            let back = hsv_to_rgb(rgb_to_hsv(rgb));
+            for (a, b) in rgb.iter().zip(back) {
+                assert!((a - b).abs() < 1e-3, "{rgb:?} -> {back:?}");
+            }
+        }
+        // Pure red rotated by 120° is pure green; saturation 0 gives grey at the max value.
+        let mut img = RgbImage::from_pixel(1, 1, Rgb([255, 0, 0]));
+        adjust_saturation_and_hue(&mut img, 1.0, 120.0);
+        assert_eq!(img.get_pixel(0, 0).0, [0, 255, 0]);
+        adjust_saturation_and_hue(&mut img, 0.0, 0.0);
+        assert_eq!(img.get_pixel(0, 0).0, [255, 255, 255]);
+    }
+
+    #[test]
+    fn brightness_and_contrast_clamp() {
+        let mut img = RgbImage::from_pixel(1, 1, Rgb([10, 100, 250]));
+        scale_and_shift(&mut img, 1.0, 20.0);
+        assert_eq!(img.get_pixel(0, 0).0, [30, 120, 255]);
+        scale_and_shift(&mut img, 1.5, 0.0);
+        assert_eq!(img.get_pixel(0, 0).0, [45, 180, 255]);
+    }
+}
