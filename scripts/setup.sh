@@ -143,4 +143,18 @@ if [ "${RETINAFACE_SKIP_TORCH:-0}" != 1 ]; then
   fi
 fi
 
+# --- scipy + numpy for the trainer's evaluation tests (they write small MAT files) -------------
+# Into their own folder, not the system Python: tests run python3 with PYTHONPATH set to it.
+PY_DIR=$PREFIX/lib/retinaface-py
+pypi numpy==2.3.5 numpy-2.3.5-cp311-cp311-manylinux_2_27_x86_64.manylinux_2_28_x86_64.whl \
+  8cba086a43d54ca804ce711b2a940b16e452807acebe7852ff327f1ecd49b0d4 --only-binary=:all: --python-version 3.11 --platform manylinux_2_28_x86_64
+pypi scipy==1.17.1 scipy-1.17.1-cp311-cp311-manylinux_2_27_x86_64.manylinux_2_28_x86_64.whl \
+  43af8d1f3bea642559019edfe64e9b11192a8978efbd1539d7bc2aaa23d92de4 --only-binary=:all: --python-version 3.11 --platform manylinux_2_28_x86_64
+if ! PYTHONPATH=$PY_DIR python3 -c 'import numpy, scipy.io; assert numpy.__version__ == "2.3.5" and scipy.__version__ == "1.17.1"' 2>/dev/null; then
+  log "installing numpy 2.3.5 and scipy 1.17.1 into $PY_DIR"
+  $SUDO python3 -m pip install --quiet --no-deps --no-index --disable-pip-version-check --upgrade \
+    --root-user-action=ignore --target "$PY_DIR" "$CACHE/numpy-2.3.5-cp311-cp311-manylinux_2_27_x86_64.manylinux_2_28_x86_64.whl" \
+    "$CACHE/scipy-1.17.1-cp311-cp311-manylinux_2_27_x86_64.manylinux_2_28_x86_64.whl"
+fi
+
 log "ready: ONNX Runtime $ORT_LIB, model $MODEL, media in $DATA/media"
