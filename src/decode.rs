@@ -191,8 +191,17 @@ mod tests {
         }
         // Hand-computed: centre offset (0.305-0.3)/(0.1*0.05) = 1.0; ln(0.07/0.05)/0.2.
         assert!((enc[0] - 1.0).abs() < 1e-4, "{enc:?}");
-        assert!((enc[2] - (0.07f32 / 0.05).ln() / 0.2).abs() < 1e-4, "{enc:?}");
-        let pts = [[0.28, 0.58], [0.32, 0.58], [0.3, 0.6], [0.285, 0.63], [0.315, 0.63]];
+        assert!(
+            (enc[2] - (0.07f32 / 0.05).ln() / 0.2).abs() < 1e-4,
+            "{enc:?}"
+        );
+        let pts = [
+            [0.28, 0.58],
+            [0.32, 0.58],
+            [0.3, 0.6],
+            [0.285, 0.63],
+            [0.315, 0.63],
+        ];
         let l = decode_landmarks(&encode_landmarks(&pts, &p, V), &p, V);
         for (a, b) in pts.iter().zip(l) {
             assert!(close(a[0], b[0]) && close(a[1], b[1]), "{pts:?} vs {l:?}");

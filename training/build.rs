@@ -3,7 +3,8 @@
 
 fn main() {
     println!("cargo:rerun-if-changed=proto/onnx.proto");
-    let descriptors = protox::compile(["proto/onnx.proto"], ["proto"]).expect("proto/onnx.proto compiles");
+    let descriptors =
+        protox::compile(["proto/onnx.proto"], ["proto"]).expect("proto/onnx.proto compiles");
     prost_build::Config::new()
         .compile_fds(descriptors)
         .expect("prost generates the ONNX types");
@@ -13,9 +14,15 @@ fn main() {
     println!("cargo:rerun-if-env-changed=LIBTORCH");
     if let Ok(libtorch) = std::env::var("LIBTORCH") {
         let torch = std::path::Path::new(&libtorch);
-        println!("cargo:rustc-link-arg=-Wl,-rpath,{}", torch.join("lib").display());
+        println!(
+            "cargo:rustc-link-arg=-Wl,-rpath,{}",
+            torch.join("lib").display()
+        );
         if let Some(site) = torch.parent() {
-            println!("cargo:rustc-link-arg=-Wl,-rpath,{}", site.join("nvidia/cu13/lib").display());
+            println!(
+                "cargo:rustc-link-arg=-Wl,-rpath,{}",
+                site.join("nvidia/cu13/lib").display()
+            );
         }
     }
 }

@@ -7,7 +7,9 @@
 pub mod checkpoint;
 pub mod config;
 pub mod data;
+pub mod detect;
 pub mod eval;
+pub mod evaluate;
 pub mod fsutil;
 pub mod infer;
 pub mod loss;

@@ -1,1 +1,277 @@
-fn main() {}
+//! `retinaface-train`: train, evaluate, import and export RetinaFace models for the GStreamer
+//! plugin. See training/README.md.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use retinaface_training::config::{TrainConfig, parse_device};
+use retinaface_training::infer::InferParams;
+use retinaface_training::model::{BackboneKind, RetinaFace};
+use retinaface_training::onnx_io::{export::export_onnx, import::import_onnx};
+use retinaface_training::{detect, evaluate, train};
+use tch::Device;
+
+#[derive(Parser)]
+#[command(
+    name = "retinaface-train",
+    version,
+    about = "Train, evaluate and export RetinaFace models for the retinafacedetect GStreamer element"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train on a WIDER FACE-style label.txt (or continue a run with --resume).
+    Train(TrainArgs),
+    /// Average precision of a model: WIDER FACE easy/medium/hard, or every face of a label.txt.
+    Eval(EvalArgs),
+    /// Write a model as ONNX for retinafacedetect (BatchNorm folded, contract in the metadata).
+    Export {
+        /// Trained model (.safetensors with its .json beside it) or an ONNX model.
+        #[arg(long)]
+        model: PathBuf,
+        /// Output .onnx file.
+        #[arg(long)]
+        output: PathBuf,
+    },
+    /// Load a RetinaFace ONNX model (e.g. the published mv0.25) into a trainable checkpoint.
+    Import {
+        #[arg(long)]
+        onnx: PathBuf,
+        /// Output .safetensors (a .json with the architecture and contract is written beside it).
+        #[arg(long)]
+        output: PathBuf,
+    },
+    /// Detect faces on images: writes <name>.json and an annotated <name>.png per image.
+    Detect {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long, default_value = "detections")]
+        output: PathBuf,
+        #[arg(long, default_value_t = 0.6)]
+        confidence_threshold: f32,
+        #[arg(long, default_value_t = 0.4)]
+        nms_threshold: f32,
+        #[arg(long, default_value = "auto")]
+        device: String,
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+    },
+}
+
+/// Flags override the config file, which overrides the defaults.
+#[derive(Args)]
+struct TrainArgs {
+    /// TOML file with any TrainConfig keys (see training/README.md).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Continue the run in --output from its last checkpoint (with its saved configuration;
+    /// only --epochs may change).
+    #[arg(long)]
+    resume: bool,
+    #[arg(long)]
+    labels: Option<PathBuf>,
+    #[arg(long)]
+    images: Option<PathBuf>,
+    #[arg(long)]
+    output: Option<PathBuf>,
+    #[arg(long, value_enum)]
+    backbone: Option<BackboneKind>,
+    #[arg(long)]
+    image_size: Option<u32>,
+    #[arg(long)]
+    batch_size: Option<usize>,
+    #[arg(long)]
+    epochs: Option<usize>,
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Epochs at which the learning rate drops by `gamma`, comma separated.
+    #[arg(long, value_delimiter = ',')]
+    lr_steps: Option<Vec<usize>>,
+    #[arg(long)]
+    warmup_epochs: Option<usize>,
+    #[arg(long)]
+    workers: Option<usize>,
+    #[arg(long)]
+    seed: Option<u64>,
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long)]
+    device: Option<String>,
+    /// Start from a .onnx (imported) or .safetensors model.
+    #[arg(long)]
+    init: Option<PathBuf>,
+    /// Keep BatchNorm statistics frozen while training.
+    #[arg(long)]
+    freeze_batch_norm: bool,
+    #[arg(long)]
+    checkpoint_every: Option<usize>,
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+impl TrainArgs {
+    fn into_config(self) -> anyhow::Result<TrainConfig> {
+        let mut c = match &self.config {
+            Some(path) => TrainConfig::from_toml_file(path)?,
+            None => TrainConfig::default(),
+        };
+        macro_rules! set {
+            ($($field:ident),*) => { $( if let Some(v) = self.$field { c.$field = v; } )* };
+        }
+        set!(
+            labels,
+            output,
+            backbone,
+            image_size,
+            batch_size,
+            epochs,
+            lr,
+            lr_steps,
+            warmup_epochs,
+            workers,
+            seed,
+            device,
+            checkpoint_every,
+            threads
+        );
+        if self.images.is_some() {
+            c.images = self.images;
+        }
+        if self.init.is_some() {
+            c.init = self.init;
+        }
+        if self.freeze_batch_norm {
+            c.freeze_batch_norm = true;
+        }
+        Ok(c)
+    }
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    /// Model to evaluate (.safetensors or .onnx).
+    #[arg(long)]
+    model: PathBuf,
+    /// A label.txt set: every face counts (IoU 0.5).
+    #[arg(long, conflicts_with = "widerface")]
+    labels: Option<PathBuf>,
+    /// Image root of --labels (default: images/ beside it).
+    #[arg(long)]
+    images: Option<PathBuf>,
+    /// WIDER FACE validation folder (with images/<event>/…); needs --gt.
+    #[arg(long, requires = "gt")]
+    widerface: Option<PathBuf>,
+    /// Folder with wider_face_val.mat and wider_{easy,medium,hard}_val.mat.
+    #[arg(long)]
+    gt: Option<PathBuf>,
+    /// Where predictions and pr.png go.
+    #[arg(long, default_value = "eval")]
+    output: PathBuf,
+    /// Downscale images whose longer side exceeds this (0 = original size, as the reference).
+    #[arg(long, default_value_t = 0)]
+    max_size: u32,
+    #[arg(long, default_value = "auto")]
+    device: String,
+}
+
+/// A trainer model (.safetensors) or an ONNX model (imported).
+fn load_model(path: &Path, device: Device) -> anyhow::Result<RetinaFace> {
+    if path.extension().is_some_and(|e| e == "onnx") {
+        import_onnx(path, device)
+    } else {
+        RetinaFace::load(path, device)
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Train(args) => {
+            let summary = if args.resume {
+                let output = args
+                    .output
+                    .context("--resume needs --output <run directory>")?;
+                train::resume(&output, args.epochs)?
+            } else {
+                train::train(args.into_config()?)?
+            };
+            let last = summary.rows.last().map_or(f64::NAN, |r| r.loss);
+            println!(
+                "trained {} iterations; last loss {last:.4}; model {}",
+                summary.iterations,
+                summary.model.display()
+            );
+        }
+        Command::Eval(args) => {
+            let net = load_model(&args.model, parse_device(&args.device)?)?;
+            match (&args.labels, &args.widerface, &args.gt) {
+                (Some(labels), _, _) => {
+                    let images = args.images.clone().unwrap_or_else(|| {
+                        labels.parent().unwrap_or(Path::new(".")).join("images")
+                    });
+                    let (ap, _) =
+                        evaluate::eval_labels(&net, labels, &images, &args.output, args.max_size)?;
+                    println!(
+                        "AP {ap:.4}  (PR curve: {})",
+                        args.output.join("pr.png").display()
+                    );
+                }
+                (None, Some(wider), Some(gt)) => {
+                    let r = evaluate::eval_widerface(&net, wider, gt, &args.output, args.max_size)?;
+                    println!(
+                        "easy AP {:.4}  medium AP {:.4}  hard AP {:.4}  (PR curves: {})",
+                        r.easy,
+                        r.medium,
+                        r.hard,
+                        args.output.join("pr.png").display()
+                    );
+                }
+                _ => anyhow::bail!(
+                    "give --labels <label.txt>, or --widerface <val dir> with --gt <ground_truth dir>"
+                ),
+            }
+        }
+        Command::Export { model, output } => {
+            let net = load_model(&model, Device::Cpu)?;
+            export_onnx(&net, &output)?;
+            println!(
+                "exported {} ({} backbone) to {}",
+                model.display(),
+                net.config.backbone.name(),
+                output.display()
+            );
+        }
+        Command::Import { onnx, output } => {
+            let net = import_onnx(&onnx, Device::Cpu)?;
+            net.save(&output)
+                .with_context(|| format!("writing {}", output.display()))?;
+            println!(
+                "imported {} ({}, {} parameters) to {}",
+                onnx.display(),
+                net.config.backbone.name(),
+                net.parameter_count(),
+                output.display()
+            );
+        }
+        Command::Detect {
+            model,
+            output,
+            confidence_threshold,
+            nms_threshold,
+            device,
+            images,
+        } => {
+            let net = load_model(&model, parse_device(&device)?)?;
+            let params = InferParams {
+                confidence_threshold,
+                nms_threshold,
+                ..Default::default()
+            };
+            detect::run(&net, &images, &output, &params)?;
+        }
+    }
+    Ok(())
+}

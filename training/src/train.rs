@@ -14,7 +14,11 @@ use crate::checkpoint::{self, Position};
 use crate::config::{TrainConfig, parse_device};
 use crate::data::{LoaderConfig, batches_per_epoch, epoch_batches, read_label_file};
 use crate::loss::{LossConfig, multibox_loss};
+use crate::model::calibrate::calibrate_batch_norm;
 use crate::model::{ModelConfig, RetinaFace};
+
+/// Images used to estimate BatchNorm statistics of an imported (folded) model.
+const CALIBRATION_IMAGES: usize = 64;
 use crate::sgd::Sgd;
 
 /// One row of `metrics.csv`.
@@ -54,10 +58,14 @@ fn initial_network(config: &TrainConfig, device: Device) -> anyhow::Result<Retin
         }
         Some(path) => RetinaFace::load(path, device)?,
     };
-    if config.init.is_some() && net.config.backbone != config.backbone {
+    if let Some(init) = config
+        .init
+        .as_ref()
+        .filter(|_| net.config.backbone != config.backbone)
+    {
         eprintln!(
             "note: {} is a {} model; training that backbone (config said {})",
-            config.init.as_ref().unwrap().display(),
+            init.display(),
             net.config.backbone.name(),
             config.backbone.name()
         );
@@ -105,26 +113,32 @@ fn metrics_writer(path: &Path, rows: &[MetricsRow]) -> anyhow::Result<csv::Write
         .from_writer(file))
 }
 
-/// Trains according to `config`; with `resume`, continues the run in `config.output` from its
-/// last checkpoint (the run's saved config wins, except for `epochs`).
-pub fn train(config: TrainConfig, resume: bool) -> anyhow::Result<TrainSummary> {
-    let output = config.output.clone();
-    let config = if resume {
-        let saved = TrainConfig::from_toml_file(&output.join("config.toml"))
-            .context("--resume needs the run directory of an earlier `train` (config.toml)")?;
-        TrainConfig {
-            epochs: config.epochs.max(saved.epochs),
-            ..saved
-        }
-    } else {
-        if checkpoint::exists(&output) {
-            bail!(
-                "{} already holds a training run; use --resume to continue it or choose another --output",
-                output.display()
-            );
-        }
-        config
+/// Starts a new run as `config` describes.
+pub fn train(config: TrainConfig) -> anyhow::Result<TrainSummary> {
+    if checkpoint::exists(&config.output) {
+        bail!(
+            "{} already holds a training run; use --resume to continue it or choose another --output",
+            config.output.display()
+        );
+    }
+    run(config, false)
+}
+
+/// Continues the run in `output` from its last checkpoint with the run's saved configuration;
+/// `epochs` extends (or shortens) it.
+pub fn resume(output: &Path, epochs: Option<usize>) -> anyhow::Result<TrainSummary> {
+    let saved = TrainConfig::from_toml_file(&output.join("config.toml"))
+        .context("--resume needs the --output directory of an earlier `train` run (config.toml)")?;
+    let config = TrainConfig {
+        epochs: epochs.unwrap_or(saved.epochs),
+        output: output.to_path_buf(),
+        ..saved
     };
+    run(config, true)
+}
+
+fn run(config: TrainConfig, resume: bool) -> anyhow::Result<TrainSummary> {
+    let output = config.output.clone();
     config.check()?;
     std::fs::create_dir_all(&output).with_context(|| format!("creating {}", output.display()))?;
     std::fs::write(output.join("config.toml"), config.to_toml())?;
@@ -162,8 +176,9 @@ pub fn train(config: TrainConfig, resume: bool) -> anyhow::Result<TrainSummary> 
             },
         )
     };
+    let mut net = net;
     let contract = Arc::new(net.config.contract.clone());
-    let freeze_bn = config.freezes_batch_norm();
+    let freeze_bn = config.freeze_batch_norm;
     let loader = LoaderConfig {
         batch_size: config.batch_size,
         image_size: config.image_size,
@@ -173,6 +188,22 @@ pub fn train(config: TrainConfig, resume: bool) -> anyhow::Result<TrainSummary> 
         prefetch: 2,
     };
     let per_epoch = batches_per_epoch(samples.len(), config.batch_size);
+    let size = config.image_size as i64;
+    if net.config.folded_batch_norm {
+        // Imported weights: real BatchNorm statistics from (up to) 64 training images first.
+        let batches = CALIBRATION_IMAGES
+            .div_ceil(config.batch_size)
+            .min(per_epoch);
+        let inputs = epoch_batches(samples.clone(), contract.clone(), &loader, 0, 0)
+            .take(batches)
+            .filter(|b| b.batch_size > 0)
+            .map(|b| {
+                Tensor::from_slice(&b.images)
+                    .view([b.batch_size as i64, 3, size, size])
+                    .to_device(device)
+            });
+        calibrate_batch_norm(&mut net, inputs)?;
+    }
     let total = per_epoch * config.epochs;
 
     let metrics_path = output.join("metrics.csv");
@@ -188,7 +219,6 @@ pub fn train(config: TrainConfig, resume: bool) -> anyhow::Result<TrainSummary> 
             .expect("valid template")
             .progress_chars("=> "),
     );
-    let size = config.image_size as i64;
     let loss_config = LossConfig::default();
     let mut iteration = start.iteration;
     for epoch in start.epoch..config.epochs {
@@ -299,7 +329,7 @@ pub fn write_loss_plot(path: &Path, rows: &[MetricsRow]) -> anyhow::Result<()> {
         "loss",
         &[
             ("total", series(|r| r.loss)),
-            ("box (×1)", series(|r| r.loss_box)),
+            ("box", series(|r| r.loss_box)),
             ("class", series(|r| r.loss_class)),
             ("landmark", series(|r| r.loss_landmark)),
         ],

@@ -178,8 +178,14 @@ impl ConvUnit {
         })
     }
 
-    /// Sets the unit from a folded convolution (weight, bias): the BatchNorm becomes the
-    /// identity in inference mode (mean 0, variance 1 − ε so that √(σ²+ε) = 1, γ 1, β = bias).
+    /// Sets the unit from a folded convolution (weight `w'`, bias `b'`).
+    ///
+    /// The original BatchNorm statistics are gone, so the unit is re-parametrised: each output
+    /// channel's kernel is split into a unit-norm direction (the convolution weight) and its norm
+    /// (BatchNorm γ), with mean 0, variance 1 − ε (so √(σ²+ε) = 1) and β = `b'`. In inference
+    /// mode this computes exactly `w' * x + b'`. Keeping the folded kernel as the weight instead
+    /// would make SGD steps wildly uneven: the stem's folded kernel has a norm of ~0.02 against
+    /// inputs of ~100, and its first gradient step alone diverges at lr 1e-3.
     pub fn load_folded(&mut self, weight: &Tensor, bias: &Tensor) -> Result<(), String> {
         if weight.size() != self.weight.size() {
             return Err(format!(
@@ -197,24 +203,27 @@ impl ConvUnit {
                 self.out_channels
             ));
         }
-        tch::no_grad(|| {
-            self.weight.copy_(weight);
-            match (&mut self.bn, &mut self.bias) {
-                (Some(bn), _) => {
-                    let _ = bn.running_mean.fill_(0.0);
-                    let _ = bn.running_var.fill_(1.0 - BN_EPS);
-                    if let Some(g) = bn.ws.as_mut() {
-                        let _ = g.fill_(1.0);
-                    }
-                    if let Some(b) = bn.bs.as_mut() {
-                        b.copy_(bias);
-                    }
+        tch::no_grad(|| match (&mut self.bn, &mut self.bias) {
+            (Some(bn), _) => {
+                let norm = weight
+                    .flatten(1, -1)
+                    .norm_scalaropt_dim(2, [1i64].as_slice(), false)
+                    .clamp_min(1e-12);
+                self.weight.copy_(&(weight / norm.view([-1, 1, 1, 1])));
+                let _ = bn.running_mean.fill_(0.0);
+                let _ = bn.running_var.fill_(1.0 - BN_EPS);
+                if let Some(g) = bn.ws.as_mut() {
+                    g.copy_(&norm);
                 }
-                (None, Some(b)) => {
+                if let Some(b) = bn.bs.as_mut() {
                     b.copy_(bias);
                 }
-                (None, None) => {}
             }
+            (None, Some(b)) => {
+                self.weight.copy_(weight);
+                b.copy_(bias);
+            }
+            (None, None) => self.weight.copy_(weight),
         });
         Ok(())
     }

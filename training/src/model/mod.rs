@@ -2,6 +2,7 @@
 //! once over [`Ops`] so that training, inference and ONNX export run the same description.
 
 pub mod backbone;
+pub mod calibrate;
 pub mod layers;
 pub mod neck;
 
@@ -21,19 +22,13 @@ use neck::{Fpn, Ssh};
 
 /// What a checkpoint needs besides its weights: the architecture and the model contract
 /// (input layout and priors) that the exported ONNX will carry.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ModelConfig {
     pub backbone: BackboneKind,
     pub contract: ModelContract,
-}
-
-impl Default for ModelConfig {
-    fn default() -> Self {
-        Self {
-            backbone: BackboneKind::default(),
-            contract: ModelContract::default(),
-        }
-    }
+    /// Weights came from a model with BatchNorm folded in (see `onnx_io::import`): the
+    /// BatchNorm statistics are placeholders until [`calibrate::calibrate_batch_norm`] runs.
+    pub folded_batch_norm: bool,
 }
 
 /// On-disk form of [`ModelConfig`] (`<checkpoint>.json`): the contract is stored as the same
@@ -42,6 +37,8 @@ impl Default for ModelConfig {
 struct StoredConfig {
     backbone: BackboneKind,
     contract: BTreeMap<String, String>,
+    #[serde(default)]
+    folded_batch_norm: bool,
 }
 
 impl ModelConfig {
@@ -70,6 +67,7 @@ impl ModelConfig {
                 .into_iter()
                 .map(|(k, v)| (k.to_string(), v))
                 .collect(),
+            folded_batch_norm: self.folded_batch_norm,
         };
         serde_json::to_value(stored).expect("plain data serialises")
     }
@@ -80,6 +78,7 @@ impl ModelConfig {
         Ok(Self {
             backbone: stored.backbone,
             contract,
+            folded_batch_norm: stored.folded_batch_norm,
         })
     }
 }
@@ -214,7 +213,8 @@ impl RetinaFace {
     /// (`path` with extension `json`). Both are written to temporary names and renamed, so a
     /// crash never leaves a half-written model.
     pub fn save(&self, path: &Path) -> anyhow::Result<()> {
-        let tmp = path.with_extension("safetensors.tmp");
+        // The temporary name keeps the .safetensors suffix: tch picks the format from it.
+        let tmp = path.with_extension("tmp.safetensors");
         self.vs
             .save(&tmp)
             .with_context(|| format!("writing {}", tmp.display()))?;

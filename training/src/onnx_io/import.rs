@@ -8,9 +8,12 @@
 //! `class_head.0`) and the `unit/Conv` names this trainer's exporter writes. A module called twice
 //! in the PyTorch graph appears twice (`…_1/Conv`); the repeat is skipped.
 //!
-//! Folded BatchNorm: each unit's BatchNorm is set to the identity in inference mode and the folded
-//! bias goes into its β. Fine-tuning therefore keeps BatchNorm in inference mode (running
-//! statistics frozen; γ and β still learn): see `TrainConfig::freeze_batch_norm`.
+//! Folded BatchNorm: the original statistics are gone. Each unit gets a placeholder BatchNorm that
+//! reproduces the folded convolution exactly (see `ConvUnit::load_folded`), and the model is
+//! marked `folded_batch_norm`. Before fine-tuning, `train` re-estimates real statistics on the
+//! training images without changing what the network computes (`model::calibrate`); from there
+//! BatchNorm trains as usual (batch statistics, running averages updated), unless
+//! `TrainConfig::freeze_batch_norm` asks to keep the statistics fixed.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -111,7 +114,14 @@ pub fn import_onnx(path: &Path, device: Device) -> anyhow::Result<RetinaFace> {
         c => bail!("stem convolution has {c} output channels; no MobileNet width matches"),
     };
 
-    let mut net = RetinaFace::new(ModelConfig { backbone, contract }, device)?;
+    let mut net = RetinaFace::new(
+        ModelConfig {
+            backbone,
+            contract,
+            folded_batch_norm: true,
+        },
+        device,
+    )?;
     let mut by_name: HashMap<String, (Tensor, Tensor)> =
         convs.into_iter().map(|(n, w, b)| (n, (w, b))).collect();
     for unit in net.units_mut() {

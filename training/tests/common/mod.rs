@@ -84,3 +84,58 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         .map(|(x, y)| (x - y).abs())
         .fold(0.0, f32::max)
 }
+
+/// Photos of the tiny labelled set the training tests build.
+pub const DATASET_PHOTOS: [&str; 6] = [
+    "sample1.jpg",
+    "sample2.jpg",
+    "sample3.jpg",
+    "sample4.jpg",
+    "test2.jpg",
+    "test4.jpg",
+];
+
+/// Builds a WIDER FACE-style set (`<dir>/label.txt`, `<dir>/images/*.jpg`) from the sample photos,
+/// scaled to at most `max_side` pixels, labelled with boxes and landmarks by the published model
+/// (confidence ≥ 0.7). Returns the label file.
+pub fn make_dataset(dir: &Path, max_side: u32) -> PathBuf {
+    use retinaface_training::data::{FaceAnnotation, Sample, write_label_file};
+    use retinaface_training::infer::{InferParams, detect};
+    let net =
+        retinaface_training::onnx_io::import::import_onnx(&published_model(), tch::Device::Cpu)
+            .unwrap();
+    let images = dir.join("images");
+    std::fs::create_dir_all(&images).unwrap();
+    let params = InferParams {
+        confidence_threshold: 0.7,
+        ..Default::default()
+    };
+    let samples: Vec<Sample> = DATASET_PHOTOS
+        .iter()
+        .map(|name| {
+            let img = photo(name, max_side);
+            let path = images.join(name);
+            img.save(&path).unwrap();
+            let faces = detect(&net, &img, &params)
+                .iter()
+                .map(|f| FaceAnnotation {
+                    bbox: f.bbox,
+                    landmarks: Some(f.landmarks),
+                })
+                .collect();
+            Sample { image: path, faces }
+        })
+        .collect();
+    assert!(
+        samples.iter().map(|s| s.faces.len()).sum::<usize>() >= 10,
+        "too few faces to train on"
+    );
+    let labels = dir.join("label.txt");
+    write_label_file(&labels, &images, &samples).unwrap();
+    labels
+}
+
+/// The trainer binary.
+pub fn trainer() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_retinaface-train"))
+}

@@ -1,0 +1,123 @@
+//! `eval`: runs a model over a validation set and scores it with [`crate::eval`].
+
+use std::path::Path;
+
+use anyhow::Context;
+use image::RgbImage;
+
+use crate::data::read_label_file;
+use crate::eval::{
+    ImagePredictions, PrCurve, WiderResult, evaluate_simple, evaluate_widerface, plot_pr_curves,
+    write_prediction_file,
+};
+use crate::infer::{InferParams, detect};
+use crate::model::RetinaFace;
+
+/// Downscales images whose longer side exceeds `max_side` (0 = never); returns the factor that
+/// maps detections back to the original pixels.
+fn fit(image: RgbImage, max_side: u32) -> (RgbImage, f32) {
+    let long = image.width().max(image.height());
+    if max_side == 0 || long <= max_side {
+        return (image, 1.0);
+    }
+    let s = max_side as f32 / long as f32;
+    let (w, h) = (
+        ((image.width() as f32 * s).round() as u32).max(1),
+        ((image.height() as f32 * s).round() as u32).max(1),
+    );
+    (
+        image::imageops::resize(&image, w, h, image::imageops::FilterType::Triangle),
+        1.0 / s,
+    )
+}
+
+fn predict(
+    net: &RetinaFace,
+    path: &Path,
+    max_side: u32,
+    params: &InferParams,
+) -> anyhow::Result<ImagePredictions> {
+    let image = image::open(path)
+        .with_context(|| format!("{}: not a readable image", path.display()))?
+        .to_rgb8();
+    let (image, back) = fit(image, max_side);
+    let mut faces = detect(net, &image, params);
+    for f in &mut faces {
+        f.bbox = f.bbox.map(|v| v * back);
+    }
+    Ok(ImagePredictions::from_faces(&faces))
+}
+
+/// AP of `net` on a `label.txt` set (every face counts, IoU 0.5); writes `pr.png` into `output`.
+pub fn eval_labels(
+    net: &RetinaFace,
+    labels: &Path,
+    images: &Path,
+    output: &Path,
+    max_side: u32,
+) -> anyhow::Result<(f64, PrCurve)> {
+    let set = read_label_file(labels, images)?;
+    anyhow::ensure!(
+        !set.samples.is_empty(),
+        "{} lists no images",
+        labels.display()
+    );
+    let params = InferParams::evaluation();
+    let mut gt = Vec::with_capacity(set.samples.len());
+    let mut preds = Vec::with_capacity(set.samples.len());
+    for s in &set.samples {
+        gt.push(
+            s.faces
+                .iter()
+                .map(|f| {
+                    [
+                        f.bbox[0],
+                        f.bbox[1],
+                        f.bbox[2] - f.bbox[0],
+                        f.bbox[3] - f.bbox[1],
+                    ]
+                })
+                .collect(),
+        );
+        preds.push(predict(net, &s.image, max_side, &params)?);
+    }
+    let (ap, curve) = evaluate_simple(&gt, &preds, 0.5);
+    std::fs::create_dir_all(output)?;
+    plot_pr_curves(&output.join("pr.png"), &[("faces", &curve, ap)])?;
+    Ok((ap, curve))
+}
+
+/// The WIDER FACE protocol: predictions for every image of the official validation list
+/// (`<widerface>/images/<event>/<name>.jpg`) into `<output>/predictions`, then easy / medium /
+/// hard AP against the `.mat` ground truth in `gt_dir`; writes `pr.png`.
+pub fn eval_widerface(
+    net: &RetinaFace,
+    widerface: &Path,
+    gt_dir: &Path,
+    output: &Path,
+    max_side: u32,
+) -> anyhow::Result<WiderResult> {
+    let events = crate::eval::widerface::load_ground_truth(gt_dir)?;
+    let pred_dir = output.join("predictions");
+    let params = InferParams::evaluation();
+    for event in &events {
+        for image in &event.images {
+            let path = widerface
+                .join("images")
+                .join(&event.name)
+                .join(format!("{}.jpg", image.name));
+            let preds = predict(net, &path, max_side, &params)?;
+            write_prediction_file(&pred_dir, &event.name, &image.name, &preds.boxes)?;
+        }
+    }
+    let result = evaluate_widerface(&pred_dir, gt_dir)?;
+    plot_pr_curves(
+        &output.join("pr.png"),
+        &[
+            ("easy", &result.curves[0], result.easy),
+            ("medium", &result.curves[1], result.medium),
+            ("hard", &result.curves[2], result.hard),
+        ],
+    )?;
+    Ok(result)
+}

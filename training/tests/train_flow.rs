@@ -1,0 +1,402 @@
+//! The trainer end to end on a tiny labelled set built from the sample photos: training lowers
+//! the loss, fine-tuning the published model keeps its AP, the export runs in `retinafacedetect`
+//! with the same faces, and a killed run resumes exactly.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use retinaface_training::infer::{InferParams, detect};
+use retinaface_training::model::RetinaFace;
+use tch::{Device, Tensor};
+
+/// Runs the trainer CLI; panics with its output when it fails. Returns stdout.
+fn run_trainer(args: &[&str]) -> String {
+    let out = trainer().args(args).output().unwrap();
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "retinaface-train {args:?} failed:\n{text}"
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// The `AP x` value `eval` prints.
+fn printed_ap(stdout: &str) -> f64 {
+    let word = stdout
+        .split_whitespace()
+        .skip_while(|w| *w != "AP")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no AP in {stdout}"));
+    word.parse().unwrap()
+}
+
+fn loss_column(metrics: &Path) -> Vec<f64> {
+    let mut reader = csv::Reader::from_path(metrics).unwrap();
+    let headers = reader.headers().unwrap().clone();
+    let col = headers.iter().position(|h| h == "loss").unwrap();
+    reader
+        .records()
+        .map(|r| r.unwrap()[col].parse().unwrap())
+        .collect()
+}
+
+fn mean(v: &[f64]) -> f64 {
+    v.iter().sum::<f64>() / v.len() as f64
+}
+
+#[test]
+fn training_from_scratch_lowers_the_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let labels = make_dataset(&dir.path().join("set"), 480);
+    let run = dir.path().join("run");
+    run_trainer(&[
+        "train",
+        "--labels",
+        path(&labels),
+        "--output",
+        path(&run),
+        "--image-size",
+        "320",
+        "--batch-size",
+        "3",
+        "--epochs",
+        "4",
+        "--lr",
+        "0.01",
+        "--workers",
+        "2",
+        "--device",
+        "cpu",
+    ]);
+    let loss = loss_column(&run.join("metrics.csv"));
+    assert_eq!(loss.len(), 8, "6 images / batch 3 × 4 epochs");
+    let (first, last) = (mean(&loss[..2]), mean(&loss[loss.len() - 2..]));
+    assert!(
+        last < 0.85 * first,
+        "loss did not fall: first {first:.3}, last {last:.3} ({loss:?})"
+    );
+    for f in [
+        "model.safetensors",
+        "model.json",
+        "loss.png",
+        "config.toml",
+        "checkpoints/last.json",
+    ] {
+        assert!(run.join(f).is_file(), "{f} missing from the run directory");
+    }
+    let png = std::fs::read(run.join("loss.png")).unwrap();
+    assert!(png.starts_with(b"\x89PNG"), "loss.png is not a PNG");
+}
+
+/// Faces the plugin finds with `model` on `image` (a PNG), read back from `retinafacejson`.
+fn plugin_faces(model: &Path, image: &Path, out: &Path) -> Vec<serde_json::Value> {
+    let plugin_dir = Path::new(env!("CARGO_BIN_EXE_retinaface-train"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    assert!(
+        plugin_dir.join("libgstretinaface.so").is_file(),
+        "{} has no libgstretinaface.so: build the plugin first (scripts/test.sh does)",
+        plugin_dir.display()
+    );
+    let status = Command::new("gst-launch-1.0")
+        .env("GST_PLUGIN_PATH", &plugin_dir)
+        .args([
+            "-q",
+            "filesrc",
+            &format!("location={}", path(image)),
+            "!",
+            "pngdec",
+            "!",
+            "videoconvert",
+            "!",
+            "video/x-raw,format=RGB",
+            "!",
+            "retinafacedetect",
+            &format!("model={}", path(model)),
+            "inference-size=0",
+            "confidence-threshold=0.6",
+            "!",
+            "retinafacejson",
+            &format!("location={}", path(out)),
+            "!",
+            "fakesink",
+        ])
+        .stdout(Stdio::null())
+        .status()
+        .expect("gst-launch-1.0 runs (scripts/setup.sh installs it)");
+    assert!(
+        status.success(),
+        "the exported model failed in retinafacedetect"
+    );
+    let text = std::fs::read_to_string(out).unwrap();
+    let line: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    line["faces"].as_array().unwrap().clone()
+}
+
+#[test]
+fn fine_tune_eval_export_and_detect_in_the_plugin() {
+    let dir = tempfile::tempdir().unwrap();
+    let labels = make_dataset(&dir.path().join("set"), 480);
+    let published = published_model();
+    let before = printed_ap(&run_trainer(&[
+        "eval",
+        "--model",
+        path(&published),
+        "--labels",
+        path(&labels),
+        "--output",
+        path(&dir.path().join("eval0")),
+        "--device",
+        "cpu",
+    ]));
+    let run = dir.path().join("run");
+    run_trainer(&[
+        "train",
+        "--labels",
+        path(&labels),
+        "--output",
+        path(&run),
+        "--init",
+        path(&published),
+        "--image-size",
+        "320",
+        "--batch-size",
+        "3",
+        "--epochs",
+        "3",
+        "--workers",
+        "2",
+        "--device",
+        "cpu",
+    ]);
+    let model = run.join("model.safetensors");
+    let after = printed_ap(&run_trainer(&[
+        "eval",
+        "--model",
+        path(&model),
+        "--labels",
+        path(&labels),
+        "--output",
+        path(&dir.path().join("eval1")),
+        "--device",
+        "cpu",
+    ]));
+    assert!(
+        before > 0.9,
+        "the published model should find its own labels: AP {before}"
+    );
+    assert!(
+        after >= before - 0.01,
+        "fine-tuning lost AP: {before} → {after}"
+    );
+    assert!(dir.path().join("eval1/pr.png").is_file());
+
+    let onnx = dir.path().join("finetuned.onnx");
+    run_trainer(&["export", "--model", path(&model), "--output", path(&onnx)]);
+
+    // Same pixels for both: the PNG the element decodes is what tch sees.
+    let net = RetinaFace::load(&model, Device::Cpu).unwrap();
+    let image = photo("sample1.jpg", 480);
+    let png = dir.path().join("probe.png");
+    image.save(&png).unwrap();
+    let want = detect(&net, &image, &InferParams::default());
+    let got = plugin_faces(&onnx, &png, &dir.path().join("faces.jsonl"));
+    assert!(
+        want.len() >= 2,
+        "the fine-tuned model finds {} faces on sample1.jpg",
+        want.len()
+    );
+    assert_eq!(got.len(), want.len(), "plugin {got:?} vs trainer {want:?}");
+    for (g, w) in got.iter().zip(&want) {
+        let v = |k: &str| g[k].as_f64().unwrap() as f32;
+        let bbox = [v("x"), v("y"), v("x") + v("width"), v("y") + v("height")];
+        for (a, b) in bbox.iter().zip(w.bbox) {
+            assert!((a - b).abs() < 0.5, "box {bbox:?} vs {:?}", w.bbox);
+        }
+        assert!(
+            (v("score") - w.score).abs() < 1e-3,
+            "score {} vs {}",
+            v("score"),
+            w.score
+        );
+    }
+}
+
+fn wait_for(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ready() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn checkpoint_iteration(run: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(run.join("checkpoints/last.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    v["position"]["iteration"].as_u64()
+}
+
+fn weights(path: &Path) -> Vec<(String, Tensor)> {
+    let mut w = Tensor::read_safetensors(path).unwrap();
+    w.sort_by(|a, b| a.0.cmp(&b.0));
+    w
+}
+
+#[test]
+fn resume_after_kill_continues_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let labels = make_dataset(&dir.path().join("set"), 320);
+    let args = |run: &PathBuf| -> Vec<String> {
+        [
+            "train",
+            "--labels",
+            path(&labels),
+            "--output",
+            path(run),
+            "--image-size",
+            "160",
+            "--batch-size",
+            "2",
+            "--epochs",
+            "2",
+            "--lr",
+            "0.01",
+            "--workers",
+            "2",
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+            "--checkpoint-every",
+            "1",
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let straight = dir.path().join("straight");
+    run_trainer(
+        &args(&straight)
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+
+    // Same run, killed (SIGKILL) once it has written its second checkpoint, then resumed.
+    let resumed = dir.path().join("resumed");
+    let mut child = trainer()
+        .args(args(&resumed))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("the second checkpoint", Duration::from_secs(300), || {
+        checkpoint_iteration(&resumed).is_some_and(|i| i >= 2)
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let killed_at = checkpoint_iteration(&resumed).unwrap();
+    assert!(
+        killed_at < 6,
+        "the run finished before it could be killed (iteration {killed_at})"
+    );
+    run_trainer(&["train", "--resume", "--output", path(&resumed)]);
+
+    let (a, b) = (
+        loss_column(&straight.join("metrics.csv")),
+        loss_column(&resumed.join("metrics.csv")),
+    );
+    assert_eq!(a.len(), 6);
+    assert_eq!(
+        a, b,
+        "the resumed run's losses differ from the uninterrupted run's"
+    );
+    let (wa, wb) = (
+        weights(&straight.join("model.safetensors")),
+        weights(&resumed.join("model.safetensors")),
+    );
+    assert_eq!(wa.len(), wb.len());
+    for ((na, ta), (nb, tb)) in wa.iter().zip(&wb) {
+        assert_eq!(na, nb);
+        assert!(ta.equal(tb), "{na} differs after resume");
+    }
+}
+
+#[test]
+fn bad_input_gives_clear_errors_not_crashes() {
+    let dir = tempfile::tempdir().unwrap();
+    let labels = make_dataset(&dir.path().join("set"), 320);
+    // A malformed line and an image that does not exist: skipped with warnings, training goes on.
+    let mut text = std::fs::read_to_string(&labels).unwrap();
+    text.push_str(
+        "# missing.jpg\n10 10 20 20 -1 -1 -1 -1 -1 -1 -1 -1 -1 -1 -1 -1 -1 -1 -1 1\n1 2 three\n",
+    );
+    std::fs::write(&labels, text).unwrap();
+    let run = dir.path().join("run");
+    let out = trainer()
+        .args([
+            "train",
+            "--labels",
+            path(&labels),
+            "--output",
+            path(&run),
+            "--image-size",
+            "64",
+            "--batch-size",
+            "7",
+            "--epochs",
+            "1",
+            "--workers",
+            "1",
+            "--device",
+            "cpu",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("missing.jpg"),
+        "no warning about the missing image: {stderr}"
+    );
+    assert!(
+        stderr.contains("malformed") || stderr.contains("skipped"),
+        "no warning about the bad line: {stderr}"
+    );
+
+    // Missing or broken models: an error that names the file, non-zero exit.
+    let not_onnx = dir.path().join("broken.onnx");
+    std::fs::write(&not_onnx, b"definitely not protobuf").unwrap();
+    for model in [dir.path().join("nope.safetensors"), not_onnx] {
+        let out = trainer()
+            .args([
+                "export",
+                "--model",
+                path(&model),
+                "--output",
+                path(&dir.path().join("x.onnx")),
+            ])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(
+            stderr.contains(path(&model)),
+            "error does not name {}: {stderr}",
+            model.display()
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
