@@ -130,8 +130,51 @@ impl TrainConfig {
     }
 }
 
-/// `auto`, `cpu`, `cuda` or `cuda:N`.
+/// `auto`, `cpu`, `cuda` or `cuda:N`. On a GPU, cuDNN may pick the fastest convolution
+/// algorithms (training input sizes are fixed), as the reference training does.
 pub fn parse_device(s: &str) -> anyhow::Result<Device> {
+    let wants_cuda = s != "cpu";
+    let cuda = wants_cuda.then(load_cuda_backend);
+    let device = parse_device_name(s)?;
+    if device.is_cuda() {
+        if let Some(Err(why)) = cuda {
+            anyhow::bail!("device {s}: {why}; use --device cpu");
+        }
+        anyhow::ensure!(
+            tch::Cuda::is_available(),
+            "device {s}: libtorch sees no CUDA GPU here; use --device cpu"
+        );
+        tch::Cuda::cudnn_set_benchmark(true);
+    }
+    Ok(device)
+}
+
+/// Loads libtorch's CUDA backend (`libtorch_cuda.so`), once. It registers itself when loaded,
+/// but the linker drops it from the binary because no symbol of it is referenced — and it must
+/// stay optional: on a machine without the CUDA libraries (cuBLAS, cuDNN…) it cannot load.
+fn load_cuda_backend() -> Result<(), String> {
+    static LOADED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    LOADED
+        .get_or_init(|| {
+            use libloading::os::unix::{Library, RTLD_GLOBAL, RTLD_NOW};
+            // SAFETY: loading libtorch's own CUDA library, built for the libtorch this binary
+            // links; its initialisers only register the CUDA backend.
+            match unsafe { Library::open(Some("libtorch_cuda.so"), RTLD_NOW | RTLD_GLOBAL) } {
+                Ok(lib) => {
+                    // Stays loaded for the life of the process.
+                    std::mem::forget(lib);
+                    Ok(())
+                }
+                Err(e) => Err(format!(
+                    "libtorch's CUDA backend could not be loaded ({e}); install the CUDA build of \
+                     torch 2.11.0 with its nvidia-* libraries and put its torch/lib on LD_LIBRARY_PATH"
+                )),
+            }
+        })
+        .clone()
+}
+
+fn parse_device_name(s: &str) -> anyhow::Result<Device> {
     Ok(match s {
         "auto" => Device::cuda_if_available(),
         "cpu" => Device::Cpu,

@@ -4,6 +4,7 @@
 //! Everything that must agree with the plugin (priors, box/landmark encoding, decoding, NMS, the
 //! metadata contract) comes from the `retinaface` core crate, not from here.
 
+pub mod bench;
 pub mod checkpoint;
 pub mod config;
 pub mod data;

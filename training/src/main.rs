@@ -27,6 +27,14 @@ struct Cli {
 enum Command {
     /// Train on a WIDER FACE-style label.txt (or continue a run with --resume).
     Train(TrainArgs),
+    /// Training throughput: data loader alone, training step alone, and both (images/s, JSON).
+    Bench {
+        #[command(flatten)]
+        train: TrainArgs,
+        /// Timed batches per measurement (after 3 warm-up batches).
+        #[arg(long, default_value_t = 20)]
+        batches: usize,
+    },
     /// Average precision of a model: WIDER FACE easy/medium/hard, or every face of a label.txt.
     Eval(EvalArgs),
     /// Write a model as ONNX for retinafacedetect (BatchNorm folded, contract in the metadata).
@@ -204,6 +212,10 @@ fn main() -> anyhow::Result<()> {
                 summary.iterations,
                 summary.model.display()
             );
+        }
+        Command::Bench { train, batches } => {
+            let report = retinaface_training::bench::benchmark(&train.into_config()?, batches)?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
         }
         Command::Eval(args) => {
             let net = load_model(&args.model, parse_device(&args.device)?)?;

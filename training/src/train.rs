@@ -8,12 +8,14 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
+use retinaface::ModelContract;
 use tch::{Device, Tensor};
 
 use crate::checkpoint::{self, Position};
 use crate::config::{TrainConfig, parse_device};
-use crate::data::{LoaderConfig, batches_per_epoch, epoch_batches, read_label_file};
-use crate::loss::{LossConfig, multibox_loss};
+use crate::data::augment::normalise_on_device;
+use crate::data::{Batch, LoaderConfig, batches_per_epoch, epoch_batches, read_label_file};
+use crate::loss::{LossConfig, LossTerms, multibox_loss};
 use crate::model::calibrate::calibrate_batch_norm;
 use crate::model::{ModelConfig, RetinaFace};
 
@@ -44,7 +46,7 @@ pub struct TrainSummary {
 }
 
 /// The network a new run starts from.
-fn initial_network(config: &TrainConfig, device: Device) -> anyhow::Result<RetinaFace> {
+pub fn initial_network(config: &TrainConfig, device: Device) -> anyhow::Result<RetinaFace> {
     let net = match &config.init {
         None => RetinaFace::new(
             ModelConfig {
@@ -111,6 +113,62 @@ fn metrics_writer(path: &Path, rows: &[MetricsRow]) -> anyhow::Result<csv::Write
     Ok(csv::WriterBuilder::new()
         .has_headers(false)
         .from_writer(file))
+}
+
+/// One batch on the training device.
+pub struct DeviceBatch {
+    pub images: Tensor,
+    pub loc: Tensor,
+    pub landmarks: Tensor,
+    pub labels: Tensor,
+    pub images_count: usize,
+}
+
+impl DeviceBatch {
+    pub fn new(batch: &Batch, size: i64, contract: &ModelContract, device: Device) -> Self {
+        let b = batch.batch_size as i64;
+        let priors = batch.labels.len() as i64 / b;
+        let to = |v: &[f32], k: i64| Tensor::from_slice(v).view([b, priors, k]).to_device(device);
+        Self {
+            images: normalise_on_device(
+                &Tensor::from_slice(&batch.images)
+                    .view([b, 3, size, size])
+                    .to_device(device),
+                contract,
+            ),
+            loc: to(&batch.loc, 4),
+            landmarks: to(&batch.landmarks, 10),
+            labels: Tensor::from_slice(&batch.labels)
+                .view([b, priors])
+                .to_device(device),
+            images_count: batch.batch_size,
+        }
+    }
+}
+
+/// One SGD step on `input`; returns the loss terms (on the device: reading them synchronises).
+pub fn step(
+    net: &RetinaFace,
+    sgd: &mut Sgd,
+    input: &DeviceBatch,
+    lr: f64,
+    train_batch_norm: bool,
+    loss_config: &LossConfig,
+) -> LossTerms {
+    let out = net.forward_train(&input.images, train_batch_norm);
+    let loss = multibox_loss(
+        &out.loc,
+        &out.conf,
+        &out.landmarks,
+        &input.loc,
+        &input.landmarks,
+        &input.labels,
+        loss_config,
+    );
+    sgd.zero_grad(&net.vs);
+    loss.total.backward();
+    sgd.step(&net.vs, lr);
+    loss
 }
 
 /// Starts a new run as `config` describes.
@@ -198,9 +256,10 @@ fn run(config: TrainConfig, resume: bool) -> anyhow::Result<TrainSummary> {
             .take(batches)
             .filter(|b| b.batch_size > 0)
             .map(|b| {
-                Tensor::from_slice(&b.images)
+                let images = Tensor::from_slice(&b.images)
                     .view([b.batch_size as i64, 3, size, size])
-                    .to_device(device)
+                    .to_device(device);
+                normalise_on_device(&images, &contract)
             });
         calibrate_batch_norm(&mut net, inputs)?;
     }
@@ -221,6 +280,7 @@ fn run(config: TrainConfig, resume: bool) -> anyhow::Result<TrainSummary> {
     );
     let loss_config = LossConfig::default();
     let mut iteration = start.iteration;
+    let mut last_step = Instant::now();
     for epoch in start.epoch..config.epochs {
         bar.set_prefix(format!("epoch {}/{}", epoch + 1, config.epochs));
         let first = if epoch == start.epoch { start.batch } else { 0 };
@@ -228,31 +288,9 @@ fn run(config: TrainConfig, resume: bool) -> anyhow::Result<TrainSummary> {
             if batch.batch_size == 0 {
                 continue;
             }
-            let started = Instant::now();
-            let b = batch.batch_size as i64;
-            let priors = batch.labels.len() as i64 / b;
-            let to =
-                |v: &[f32], k: i64| Tensor::from_slice(v).view([b, priors, k]).to_device(device);
-            let images = Tensor::from_slice(&batch.images)
-                .view([b, 3, size, size])
-                .to_device(device);
-            let labels = Tensor::from_slice(&batch.labels)
-                .view([b, priors])
-                .to_device(device);
             let lr = config.learning_rate(iteration, per_epoch);
-            let out = net.forward_train(&images, !freeze_bn);
-            let loss = multibox_loss(
-                &out.loc,
-                &out.conf,
-                &out.landmarks,
-                &to(&batch.loc, 4),
-                &to(&batch.landmarks, 10),
-                &labels,
-                &loss_config,
-            );
-            sgd.zero_grad(&net.vs);
-            loss.total.backward();
-            sgd.step(&net.vs, lr);
+            let input = DeviceBatch::new(&batch, size, &contract, device);
+            let loss = step(&net, &mut sgd, &input, lr, !freeze_bn, &loss_config);
             let value = loss.total.double_value(&[]);
             if !value.is_finite() {
                 bail!(
@@ -268,7 +306,8 @@ fn run(config: TrainConfig, resume: bool) -> anyhow::Result<TrainSummary> {
                 loss_box: loss.boxes.double_value(&[]),
                 loss_class: loss.classes.double_value(&[]),
                 loss_landmark: loss.landmarks.double_value(&[]),
-                images_per_s: batch.batch_size as f64 / started.elapsed().as_secs_f64(),
+                // Wall time since the previous step: loading waits included.
+                images_per_s: batch.batch_size as f64 / last_step.elapsed().as_secs_f64(),
                 faces: batch.faces,
                 skipped_images: batch.skipped,
             };
@@ -280,6 +319,7 @@ fn run(config: TrainConfig, resume: bool) -> anyhow::Result<TrainSummary> {
             ));
             bar.inc(1);
             rows.push(row);
+            last_step = Instant::now();
             let next = Position {
                 iteration,
                 epoch,

@@ -3,16 +3,19 @@
 //!
 //! Steps, in this order (the order matters for reproducing the published training):
 //! 1. random square crop around at least one whole face (or the whole image when none is found);
-//! 2. photometric distortion (brightness, contrast, saturation, hue);
+//! 2. photometric distortion (brightness, contrast, saturation, hue) — applied after step 5
+//!    instead when the crop is larger than the output, where it is cheaper;
 //! 3. padding to a square with the mean colour, only when step 1 fell back to the whole image;
 //! 4. horizontal mirror with probability ½;
-//! 5. resize to `size`×`size` with a randomly chosen filter, then normalisation per the
-//!    [`ModelContract`].
+//! 5. resize to `size`×`size` with a randomly chosen filter; normalisation per the
+//!    [`ModelContract`] happens on the training device ([`normalise_on_device`]).
 //!
 //! Every random decision comes from the `rng` argument, so a seeded RNG reproduces the sample
 //! exactly (the loader relies on this for `--resume`).
 
-use image::imageops::{self, FilterType};
+use fast_image_resize::images::{Image as FirImage, ImageRef};
+use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+use image::imageops;
 use image::{Rgb, RgbImage};
 use rand::Rng;
 use retinaface::ModelContract;
@@ -23,8 +26,8 @@ use super::labels::FaceAnnotation;
 /// One augmented training sample.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Augmented {
-    /// Network input, CHW, `3 × size × size`.
-    pub chw: Vec<f32>,
+    /// The augmented `size`×`size` image (not yet normalised).
+    pub image: RgbImage,
     /// Faces in the augmented image, normalised to 0..1 of its width and height.
     pub faces: Vec<FaceAnnotation>,
 }
@@ -42,12 +45,12 @@ const FACTOR_RANGE: std::ops::RangeInclusive<f32> = 0.5..=1.5;
 const HUE_DELTA_DEGREES: i32 = 36;
 /// Resize filters, one picked at random per sample so the network does not learn one filter's
 /// artefacts (the reference picks among linear, cubic, area, nearest and Lanczos).
-const RESIZE_FILTERS: [FilterType; 5] = [
-    FilterType::Triangle,
-    FilterType::CatmullRom,
-    FilterType::Gaussian,
-    FilterType::Nearest,
-    FilterType::Lanczos3,
+const RESIZE_FILTERS: [ResizeAlg; 5] = [
+    ResizeAlg::Convolution(FilterType::Bilinear),
+    ResizeAlg::Convolution(FilterType::CatmullRom),
+    ResizeAlg::Convolution(FilterType::Gaussian),
+    ResizeAlg::Nearest,
+    ResizeAlg::Convolution(FilterType::Lanczos3),
 ];
 /// Faces narrower or shorter than this many output pixels cannot be matched to any prior.
 const MIN_FACE_PIXELS: f32 = 1.0;
@@ -63,7 +66,14 @@ pub fn augment(
     let cropped = random_square_crop(image, faces, rng);
     let cropped_ok = cropped.is_some();
     let (mut img, mut faces) = cropped.unwrap_or_else(|| (image.clone(), faces.to_vec()));
-    distort_photometric(&mut img, rng);
+    let photometric = Photometric::draw(rng);
+    // The distortion is per pixel: it runs on whichever of the crop and the output is smaller
+    // (a full-size crop of a 1024-px photo has 2.5× the pixels of a 640² input). The reference
+    // always distorts the crop; the difference is only in how resampling mixes clamped values.
+    let distort_first = img.width().max(img.height()) <= size;
+    if distort_first {
+        photometric.apply(&mut img);
+    }
     if !cropped_ok {
         img = pad_to_square(&img, mean_colour(contract));
     }
@@ -75,15 +85,18 @@ pub fn augment(
     if w == 0 || h == 0 {
         // Nothing to see: a mean-coloured input (all zeros after normalisation) and no faces.
         return Augmented {
-            chw: vec![0.0; 3 * (size as usize).pow(2)],
+            image: RgbImage::from_pixel(size, size, mean_colour(contract)),
             faces: Vec::new(),
         };
     }
-    let resized = if (w, h) == (size, size) {
+    let mut resized = if (w, h) == (size, size) {
         img
     } else {
-        imageops::resize(&img, size, size, filter)
+        resize(&img, size, filter)
     };
+    if !distort_first {
+        photometric.apply(&mut resized);
+    }
     let faces = faces
         .iter()
         .map(|f| normalise(f, w as f32, h as f32))
@@ -93,9 +106,44 @@ pub fn augment(
         })
         .collect();
     Augmented {
-        chw: to_network_input(&resized, contract),
+        image: resized,
         faces,
     }
+}
+
+/// Resizes to `size`×`size` with `fast_image_resize` (SIMD; the loader's largest cost after
+/// JPEG decoding).
+fn resize(img: &RgbImage, size: u32, filter: ResizeAlg) -> RgbImage {
+    let src = ImageRef::new(img.width(), img.height(), img.as_raw(), PixelType::U8x3)
+        .expect("buffer fits its size");
+    let mut dst = FirImage::new(size, size, PixelType::U8x3);
+    Resizer::new()
+        .resize(&src, &mut dst, &ResizeOptions::new().resize_alg(filter))
+        .expect("same pixel type");
+    RgbImage::from_raw(size, size, dst.into_vec()).expect("size×size×3 bytes")
+}
+
+/// Writes `image` as planar u8 in the contract's channel order (the loader's batch layout; mean
+/// and std are applied on the training device, see [`normalise_on_device`]).
+pub fn append_planar(image: &RgbImage, order: ColorOrder, out: &mut Vec<u8>) {
+    for c in 0..3 {
+        let source = rgb_index_of_channel(order, c);
+        out.extend(image.pixels().map(|px| px[source]));
+    }
+}
+
+/// `(v − mean) · (1/std)` per channel of an `[N, 3, H, W]` u8 batch, as [`to_network_input`]
+/// computes it on the CPU.
+pub fn normalise_on_device(images: &tch::Tensor, contract: &ModelContract) -> tch::Tensor {
+    let device = images.device();
+    let mean = tch::Tensor::from_slice(&contract.mean)
+        .view([1, 3, 1, 1])
+        .to_device(device);
+    let inv_std: Vec<f32> = contract.std.iter().map(|s| 1.0 / s).collect();
+    let inv_std = tch::Tensor::from_slice(&inv_std)
+        .view([1, 3, 1, 1])
+        .to_device(device);
+    (images.to_kind(tch::Kind::Float) - mean) * inv_std
 }
 
 /// The image as the network sees it: CHW f32 in the contract's channel order, `(v − mean) / std`
@@ -208,25 +256,59 @@ fn shift_into(face: &FaceAnnotation, roi: [f32; 4]) -> FaceAnnotation {
 
 /// Random brightness, contrast, saturation and hue changes, each applied with probability ½.
 /// Half of the time contrast comes first, otherwise last, as in the reference.
+#[derive(Debug, Clone, Copy)]
+struct Photometric {
+    contrast_first: bool,
+    brightness: Option<f32>,
+    contrast: Option<f32>,
+    saturation: Option<f32>,
+    hue: Option<f32>,
+}
+
+impl Photometric {
+    /// Draws the changes (in the reference's order of decisions).
+    fn draw(rng: &mut impl Rng) -> Self {
+        let contrast_first = rng.random_bool(0.5);
+        let brightness = rng
+            .random_bool(0.5)
+            .then(|| rng.random_range(-BRIGHTNESS_DELTA..=BRIGHTNESS_DELTA));
+        let mut contrast =
+            (contrast_first && rng.random_bool(0.5)).then(|| rng.random_range(FACTOR_RANGE));
+        let saturation = rng.random_bool(0.5).then(|| rng.random_range(FACTOR_RANGE));
+        let hue = rng
+            .random_bool(0.5)
+            .then(|| rng.random_range(-HUE_DELTA_DEGREES..=HUE_DELTA_DEGREES) as f32);
+        if !contrast_first && rng.random_bool(0.5) {
+            contrast = Some(rng.random_range(FACTOR_RANGE));
+        }
+        Self {
+            contrast_first,
+            brightness,
+            contrast,
+            saturation,
+            hue,
+        }
+    }
+
+    fn apply(&self, img: &mut RgbImage) {
+        if let Some(beta) = self.brightness {
+            scale_and_shift(img, 1.0, beta);
+        }
+        if let (true, Some(alpha)) = (self.contrast_first, self.contrast) {
+            scale_and_shift(img, alpha, 0.0);
+        }
+        if self.saturation.is_some() || self.hue.is_some() {
+            adjust_saturation_and_hue(img, self.saturation.unwrap_or(1.0), self.hue.unwrap_or(0.0));
+        }
+        if let (false, Some(alpha)) = (self.contrast_first, self.contrast) {
+            scale_and_shift(img, alpha, 0.0);
+        }
+    }
+}
+
+#[cfg(test)]
 fn distort_photometric(img: &mut RgbImage, rng: &mut impl Rng) {
-    let contrast_first = rng.random_bool(0.5);
-    if rng.random_bool(0.5) {
-        let beta = rng.random_range(-BRIGHTNESS_DELTA..=BRIGHTNESS_DELTA);
-        scale_and_shift(img, 1.0, beta);
-    }
-    if contrast_first && rng.random_bool(0.5) {
-        scale_and_shift(img, rng.random_range(FACTOR_RANGE), 0.0);
-    }
-    let saturation = rng.random_bool(0.5).then(|| rng.random_range(FACTOR_RANGE));
-    let hue = rng
-        .random_bool(0.5)
-        .then(|| rng.random_range(-HUE_DELTA_DEGREES..=HUE_DELTA_DEGREES) as f32);
-    if saturation.is_some() || hue.is_some() {
-        adjust_saturation_and_hue(img, saturation.unwrap_or(1.0), hue.unwrap_or(0.0));
-    }
-    if !contrast_first && rng.random_bool(0.5) {
-        scale_and_shift(img, rng.random_range(FACTOR_RANGE), 0.0);
-    }
+    Photometric::draw(rng).apply(img);
 }
 
 /// `v·alpha + beta` on every channel, rounded and clamped to 0..255.
@@ -467,7 +549,7 @@ mod tests {
         for seed in 0..20 {
             let mut rng = ChaCha8Rng::seed_from_u64(seed);
             let out = augment(&img, &faces, 64, &contract, &mut rng);
-            assert_eq!(out.chw.len(), 3 * 64 * 64);
+            assert_eq!(out.image.dimensions(), (64, 64));
             // The 0.2 px face is below one output pixel at every crop scale: always dropped.
             assert!(out.faces.len() <= 1, "seed {seed}: {:?}", out.faces);
             with_faces += out.faces.len();
@@ -493,6 +575,29 @@ mod tests {
         let a = augment(&img, &faces, 32, &c, &mut ChaCha8Rng::seed_from_u64(9));
         let b = augment(&img, &faces, 32, &c, &mut ChaCha8Rng::seed_from_u64(9));
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn device_normalisation_matches_the_cpu_path() {
+        // The loader ships u8 planes and normalises on the device; eval/detect normalise on the
+        // CPU. Both must give the network the same numbers, for BGR and RGB contracts.
+        let img = gradient(7, 5);
+        for order in [ColorOrder::Bgr, ColorOrder::Rgb] {
+            let contract = ModelContract {
+                color_order: order,
+                mean: [10.0, 120.5, 200.0],
+                std: [1.0, 2.0, 57.5],
+                ..ModelContract::default()
+            };
+            let mut planes = Vec::new();
+            append_planar(&img, order, &mut planes);
+            let device = normalise_on_device(
+                &tch::Tensor::from_slice(&planes).view([1, 3, 5, 7]),
+                &contract,
+            );
+            let got: Vec<f32> = Vec::try_from(device.flatten(0, -1)).unwrap();
+            assert_eq!(got, to_network_input(&img, &contract), "{order:?}");
+        }
     }
 
     #[test]

@@ -22,7 +22,7 @@ use rand_chacha::ChaCha8Rng;
 use retinaface::ModelContract;
 use retinaface::priors::{self, Prior};
 
-use super::augment::augment;
+use super::augment::{append_planar, augment};
 use super::labels::Sample;
 use crate::targets::match_priors;
 
@@ -31,8 +31,9 @@ use crate::targets::match_priors;
 pub struct Batch {
     /// Position of the batch in its epoch (0-based).
     pub index: usize,
-    /// `batch_size × 3 × S × S` network input.
-    pub images: Vec<f32>,
+    /// `batch_size × 3 × S × S` images, u8 planes in the network's channel order (normalised on
+    /// the training device: a quarter of the bytes to copy there).
+    pub images: Vec<u8>,
     /// `batch_size × P × 4` box targets.
     pub loc: Vec<f32>,
     /// `batch_size × P × 10` landmark targets.
@@ -234,7 +235,11 @@ fn build_batch(work: &Work, index: usize) -> Batch {
             work.contract.priors.variances,
             config.iou_threshold,
         );
-        batch.images.extend_from_slice(&augmented.chw);
+        append_planar(
+            &augmented.image,
+            work.contract.color_order,
+            &mut batch.images,
+        );
         batch.loc.extend_from_slice(&targets.loc);
         batch.landmarks.extend_from_slice(&targets.landmarks);
         batch.labels.extend_from_slice(&targets.labels);
