@@ -306,11 +306,6 @@ impl Photometric {
     }
 }
 
-#[cfg(test)]
-fn distort_photometric(img: &mut RgbImage, rng: &mut impl Rng) {
-    Photometric::draw(rng).apply(img);
-}
-
 /// `v·alpha + beta` on every channel, rounded and clamped to 0..255.
 fn scale_and_shift(img: &mut RgbImage, alpha: f32, beta: f32) {
     for v in img.iter_mut() {
