@@ -113,3 +113,56 @@ fn export_matches_tch_at_two_sizes_and_batch_two() {
         assert!(d <= TOLERANCE, "re-imported export differs by {d}");
     }
 }
+
+#[test]
+fn every_backbone_exports_and_matches_onnx_runtime() {
+    use retinaface_training::model::{BackboneKind, ModelConfig};
+    tch::set_num_threads(1);
+    tch::manual_seed(3);
+    let image = image::imageops::resize(
+        &photo("sample1.jpg", 640),
+        96,
+        64,
+        image::imageops::FilterType::Triangle,
+    );
+    for kind in [
+        BackboneKind::MobileNet05,
+        BackboneKind::MobileNet10,
+        BackboneKind::ResNet18,
+        BackboneKind::ResNet34,
+        BackboneKind::ResNet50,
+    ] {
+        let net = RetinaFace::new(
+            ModelConfig {
+                backbone: kind,
+                ..Default::default()
+            },
+            Device::Cpu,
+        )
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.onnx");
+        export_onnx(&net, &path).unwrap();
+        let input = input_tensor(&net, &image, Device::Cpu);
+        let out = net.infer(&input);
+        let priors = retinaface::priors::count(&net.config.contract.priors, 64, 96);
+        assert_eq!(out.conf.size(), [1, priors as i64, 2], "{kind:?}");
+        let mut session = ort_session(&path);
+        let expected = ort_run(&mut session, &to_vec(&input), [1, 3, 64, 96]);
+        for (name, got, want) in [
+            ("loc", to_vec(&out.loc), &expected[0]),
+            ("conf", to_vec(&out.conf), &expected[1]),
+            ("landmarks", to_vec(&out.landmarks), &expected[2]),
+        ] {
+            // Untrained networks reach large activations; compare relative to the output scale.
+            let scale = want.iter().fold(1f32, |m, v| m.max(v.abs()));
+            let d = max_abs_diff(&got, want);
+            assert!(
+                d <= TOLERANCE * scale,
+                "{kind:?} {name}: max |tch − ORT| = {d} (scale {scale})"
+            );
+        }
+        let again = import_onnx(&path, Device::Cpu).unwrap();
+        assert_eq!(again.config.backbone, kind);
+    }
+}

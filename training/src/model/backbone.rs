@@ -1,5 +1,5 @@
 //! Backbones: MobileNetV1 at width 0.25 / 0.5 / 1.0, in the layout of the published
-//! RetinaFace-mv0.25 (three stages whose outputs, at strides 8, 16 and 32, feed the FPN).
+//! RetinaFace-mv0.25, and ResNet-18/34/50 ([`super::resnet`]) (three stages whose outputs, at strides 8, 16 and 32, feed the FPN).
 
 use serde::{Deserialize, Serialize};
 use tch::nn;
@@ -22,27 +22,52 @@ pub enum BackboneKind {
     #[serde(rename = "mobilenet1.0")]
     #[value(name = "mobilenet1.0")]
     MobileNet10,
+    /// ResNet-18 (torchvision layout), 256-channel neck.
+    #[serde(rename = "resnet18")]
+    #[value(name = "resnet18")]
+    ResNet18,
+    /// ResNet-34.
+    #[serde(rename = "resnet34")]
+    #[value(name = "resnet34")]
+    ResNet34,
+    /// ResNet-50 (the reference RetinaFace-R50 configuration).
+    #[serde(rename = "resnet50")]
+    #[value(name = "resnet50")]
+    ResNet50,
 }
 
 impl BackboneKind {
-    /// Channels of the first convolution; the stages output 8×, 16× and 32× this.
+    /// MobileNet: channels of the first convolution; the stages output 8×, 16× and 32× this.
     fn base_channels(self) -> i64 {
         match self {
             BackboneKind::MobileNet025 => 8,
             BackboneKind::MobileNet05 => 16,
-            BackboneKind::MobileNet10 => 32,
+            _ => 32,
         }
+    }
+
+    pub fn is_resnet(self) -> bool {
+        matches!(
+            self,
+            BackboneKind::ResNet18 | BackboneKind::ResNet34 | BackboneKind::ResNet50
+        )
     }
 
     /// Channels of the three feature maps handed to the FPN.
     pub fn feature_channels(self) -> [i64; 3] {
-        let c = self.base_channels();
-        [8 * c, 16 * c, 32 * c]
+        match self {
+            BackboneKind::ResNet18 | BackboneKind::ResNet34 => [128, 256, 512],
+            BackboneKind::ResNet50 => [512, 1024, 2048],
+            _ => {
+                let c = self.base_channels();
+                [8 * c, 16 * c, 32 * c]
+            }
+        }
     }
 
-    /// FPN/SSH width: 64 as in the reference mobilenet configuration.
+    /// FPN/SSH width: 64 for MobileNets, 256 for ResNets, as in the reference configurations.
     pub fn neck_channels(self) -> i64 {
-        64
+        if self.is_resnet() { 256 } else { 64 }
     }
 
     pub fn name(self) -> &'static str {
@@ -50,6 +75,59 @@ impl BackboneKind {
             BackboneKind::MobileNet025 => "mobilenet0.25",
             BackboneKind::MobileNet05 => "mobilenet0.5",
             BackboneKind::MobileNet10 => "mobilenet1.0",
+            BackboneKind::ResNet18 => "resnet18",
+            BackboneKind::ResNet34 => "resnet34",
+            BackboneKind::ResNet50 => "resnet50",
+        }
+    }
+}
+
+/// The feature extractor of a network.
+pub enum Backbone {
+    MobileNet(MobileNetV1),
+    ResNet(Box<super::resnet::ResNet>),
+}
+
+impl Backbone {
+    pub fn new(root: &nn::Path, kind: BackboneKind) -> Self {
+        match kind {
+            BackboneKind::ResNet18 => Backbone::ResNet(Box::new(super::resnet::ResNet::new(
+                root,
+                [2, 2, 2, 2],
+                false,
+            ))),
+            BackboneKind::ResNet34 => Backbone::ResNet(Box::new(super::resnet::ResNet::new(
+                root,
+                [3, 4, 6, 3],
+                false,
+            ))),
+            BackboneKind::ResNet50 => Backbone::ResNet(Box::new(super::resnet::ResNet::new(
+                root,
+                [3, 4, 6, 3],
+                true,
+            ))),
+            _ => Backbone::MobileNet(MobileNetV1::new(root, kind)),
+        }
+    }
+
+    pub fn forward<O: Ops>(&self, ops: &mut O, x: &O::T) -> [O::T; 3] {
+        match self {
+            Backbone::MobileNet(m) => m.forward(ops, x),
+            Backbone::ResNet(r) => r.forward(ops, x),
+        }
+    }
+
+    pub fn units(&self) -> Box<dyn Iterator<Item = &ConvUnit> + '_> {
+        match self {
+            Backbone::MobileNet(m) => Box::new(m.units()),
+            Backbone::ResNet(r) => Box::new(r.units()),
+        }
+    }
+
+    pub fn units_mut(&mut self) -> Box<dyn Iterator<Item = &mut ConvUnit> + '_> {
+        match self {
+            Backbone::MobileNet(m) => Box::new(m.units_mut()),
+            Backbone::ResNet(r) => Box::new(r.units_mut()),
         }
     }
 }

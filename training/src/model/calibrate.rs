@@ -59,6 +59,9 @@ impl Ops for RecordingOps {
     fn relu(&mut self, x: &Tensor) -> Tensor {
         self.inner.relu(x)
     }
+    fn max_pool(&mut self, x: &Tensor, kernel: i64, stride: i64) -> Tensor {
+        self.inner.max_pool(x, kernel, stride)
+    }
     fn upsample_to(&mut self, x: &Tensor, like: &Tensor) -> Tensor {
         self.inner.upsample_to(x, like)
     }

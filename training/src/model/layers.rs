@@ -238,6 +238,8 @@ pub trait Ops {
     fn conv(&mut self, x: &Self::T, unit: &ConvUnit) -> Self::T;
     fn add(&mut self, a: &Self::T, b: &Self::T) -> Self::T;
     fn relu(&mut self, x: &Self::T) -> Self::T;
+    /// Max pooling, `kernel`×`kernel`, padding `kernel / 2` (the ResNet stem).
+    fn max_pool(&mut self, x: &Self::T, kernel: i64, stride: i64) -> Self::T;
     /// Nearest-neighbour upsampling of `x` to the spatial size of `like`.
     fn upsample_to(&mut self, x: &Self::T, like: &Self::T) -> Self::T;
     /// Concatenation along the channel axis (NCHW).
@@ -286,6 +288,16 @@ impl Ops for TensorOps {
 
     fn relu(&mut self, x: &Tensor) -> Tensor {
         x.relu()
+    }
+
+    fn max_pool(&mut self, x: &Tensor, kernel: i64, stride: i64) -> Tensor {
+        x.max_pool2d(
+            [kernel, kernel],
+            [stride, stride],
+            [kernel / 2, kernel / 2],
+            [1, 1],
+            false,
+        )
     }
 
     fn upsample_to(&mut self, x: &Tensor, like: &Tensor) -> Tensor {

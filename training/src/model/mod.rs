@@ -5,6 +5,7 @@ pub mod backbone;
 pub mod calibrate;
 pub mod layers;
 pub mod neck;
+pub mod resnet;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -14,8 +15,8 @@ use retinaface::ModelContract;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Tensor, nn};
 
+use backbone::Backbone;
 pub use backbone::BackboneKind;
-use backbone::MobileNetV1;
 use layers::ConvSpec;
 pub use layers::{ConvUnit, Ops, TensorOps};
 use neck::{Fpn, Ssh};
@@ -95,7 +96,7 @@ pub struct Outputs<T> {
 pub struct RetinaFace {
     pub vs: nn::VarStore,
     pub config: ModelConfig,
-    backbone: MobileNetV1,
+    backbone: Backbone,
     fpn: Fpn,
     ssh: [Ssh; 3],
     class_head: [ConvUnit; 3],
@@ -121,7 +122,7 @@ impl RetinaFace {
             )
         };
         let model = Self {
-            backbone: MobileNetV1::new(&root, kind),
+            backbone: Backbone::new(&root, kind),
             fpn: Fpn::new(&root, kind.feature_channels(), width),
             ssh: std::array::from_fn(|i| Ssh::new(&root, &format!("ssh{}", i + 1), width)),
             class_head: std::array::from_fn(|l| head("class_head", l, 2)),

@@ -183,6 +183,20 @@ impl Ops for GraphBuilder {
         self.node("Relu", None, &[x], vec![])
     }
 
+    fn max_pool(&mut self, x: &String, kernel: i64, stride: i64) -> String {
+        let p = kernel / 2;
+        self.node(
+            "MaxPool",
+            None,
+            &[x],
+            vec![
+                attr_ints("kernel_shape", &[kernel, kernel]),
+                attr_ints("strides", &[stride, stride]),
+                attr_ints("pads", &[p, p, p, p]),
+            ],
+        )
+    }
+
     fn upsample_to(&mut self, x: &String, like: &String) -> String {
         // sizes = shape(x)[0:2] ++ shape(like)[2:4], so H and W stay dynamic.
         let (zero, two, four) = (

@@ -103,15 +103,24 @@ pub fn import_onnx(path: &Path, device: Device) -> anyhow::Result<RetinaFace> {
         }
         convs.push((unit, weight(&node.input[1])?, weight(&node.input[2])?));
     }
-    let first = convs
-        .iter()
-        .find(|(n, _, _)| n == "fx.stage1.0")
-        .context("no backbone stem convolution (fx.stage1.0): not a RetinaFace MobileNet model")?;
-    let backbone = match first.1.size()[0] {
-        8 => BackboneKind::MobileNet025,
-        16 => BackboneKind::MobileNet05,
-        32 => BackboneKind::MobileNet10,
-        c => bail!("stem convolution has {c} output channels; no MobileNet width matches"),
+    // Our exports name the backbone; the published model does not (its stem tells the width).
+    let named = meta
+        .get("retinaface.backbone")
+        .and_then(|name| <BackboneKind as clap::ValueEnum>::from_str(name, false).ok());
+    let backbone = match named {
+        Some(kind) => kind,
+        None => {
+            let first = convs
+                .iter()
+                .find(|(n, _, _)| n == "fx.stage1.0")
+                .context("no backbone stem convolution (fx.stage1.0) and no retinaface.backbone metadata: not a RetinaFace model this trainer knows")?;
+            match first.1.size()[0] {
+                8 => BackboneKind::MobileNet025,
+                16 => BackboneKind::MobileNet05,
+                32 => BackboneKind::MobileNet10,
+                c => bail!("stem convolution has {c} output channels; no MobileNet width matches"),
+            }
+        }
     };
 
     let mut net = RetinaFace::new(
