@@ -9,10 +9,10 @@ use anyhow::bail;
 use serde::Serialize;
 
 use crate::config::{TrainConfig, parse_device};
-use crate::data::{Batch, LoaderConfig, epoch_batches, read_label_file};
+use crate::data::{Batch, LoaderConfig, epoch_batches};
 use crate::loss::LossConfig;
 use crate::sgd::Sgd;
-use crate::train::{DeviceBatch, initial_network, step};
+use crate::train::{DeviceBatch, initial_network, load_samples, step};
 
 /// Images per second of each part (images over wall time of the timed batches).
 #[derive(Debug, Serialize)]
@@ -48,21 +48,10 @@ pub fn benchmark(config: &TrainConfig, timed: usize) -> anyhow::Result<BenchRepo
         tch::set_num_threads(config.threads as i32);
     }
     let device = parse_device(&config.device)?;
-    let set = read_label_file(&config.labels, &config.images_root())?;
-    if set.samples.is_empty() {
-        bail!("{} lists no usable images", config.labels.display());
-    }
-    let samples = Arc::new(set.samples);
+    let samples = load_samples(config)?;
     let net = initial_network(config, device)?;
     let contract = Arc::new(net.config.contract.clone());
-    let loader = LoaderConfig {
-        batch_size: config.batch_size,
-        image_size: config.image_size,
-        workers: config.workers,
-        seed: config.seed,
-        iou_threshold: config.match_iou,
-        prefetch: 2,
-    };
+    let loader = config.loader();
     let size = config.image_size as i64;
     let warmup = 3;
     let per_s = |images: usize, started: Instant| images as f64 / started.elapsed().as_secs_f64();

@@ -96,6 +96,18 @@ impl TrainConfig {
         toml::to_string_pretty(self).expect("config serialises")
     }
 
+    /// The data loader settings of this run.
+    pub fn loader(&self) -> crate::data::LoaderConfig {
+        crate::data::LoaderConfig {
+            batch_size: self.batch_size,
+            image_size: self.image_size,
+            workers: self.workers,
+            seed: self.seed,
+            iou_threshold: self.match_iou,
+            prefetch: 2,
+        }
+    }
+
     pub fn images_root(&self) -> PathBuf {
         self.images.clone().unwrap_or_else(|| {
             self.labels

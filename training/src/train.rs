@@ -14,7 +14,7 @@ use tch::{Device, Tensor};
 use crate::checkpoint::{self, Position};
 use crate::config::{TrainConfig, parse_device};
 use crate::data::augment::normalise_on_device;
-use crate::data::{Batch, LoaderConfig, batches_per_epoch, epoch_batches, read_label_file};
+use crate::data::{Batch, Sample, batches_per_epoch, epoch_batches, read_label_file};
 use crate::loss::{LossConfig, LossTerms, multibox_loss};
 use crate::model::calibrate::calibrate_batch_norm;
 use crate::model::{ModelConfig, RetinaFace};
@@ -115,6 +115,24 @@ fn metrics_writer(path: &Path, rows: &[MetricsRow]) -> anyhow::Result<csv::Write
         .from_writer(file))
 }
 
+/// The run's labelled images; label problems are reported on stderr and skipped.
+pub fn load_samples(config: &TrainConfig) -> anyhow::Result<Arc<Vec<Sample>>> {
+    let labels = read_label_file(&config.labels, &config.images_root())?;
+    for w in labels.warnings.iter().take(20) {
+        eprintln!("warning: {w}");
+    }
+    if labels.skipped_lines > 0 {
+        eprintln!(
+            "warning: {} malformed label lines skipped",
+            labels.skipped_lines
+        );
+    }
+    if labels.samples.is_empty() {
+        bail!("{} lists no usable images", config.labels.display());
+    }
+    Ok(Arc::new(labels.samples))
+}
+
 /// One batch on the training device.
 pub struct DeviceBatch {
     pub images: Tensor,
@@ -212,20 +230,7 @@ fn run(config: TrainConfig, resume: bool) -> anyhow::Result<TrainSummary> {
     let device = parse_device(&config.device)?;
     tch::manual_seed(config.seed as i64);
 
-    let labels = read_label_file(&config.labels, &config.images_root())?;
-    for w in labels.warnings.iter().take(20) {
-        eprintln!("warning: {w}");
-    }
-    if labels.skipped_lines > 0 {
-        eprintln!(
-            "warning: {} malformed label lines skipped",
-            labels.skipped_lines
-        );
-    }
-    if labels.samples.is_empty() {
-        bail!("{} lists no usable images", config.labels.display());
-    }
-    let samples = Arc::new(labels.samples);
+    let samples = load_samples(&config)?;
 
     let mut sgd = Sgd::new(config.momentum, config.weight_decay);
     let (net, start) = if resume {
@@ -243,14 +248,7 @@ fn run(config: TrainConfig, resume: bool) -> anyhow::Result<TrainSummary> {
     let mut net = net;
     let contract = Arc::new(net.config.contract.clone());
     let freeze_bn = config.freeze_batch_norm;
-    let loader = LoaderConfig {
-        batch_size: config.batch_size,
-        image_size: config.image_size,
-        workers: config.workers,
-        seed: config.seed,
-        iou_threshold: config.match_iou,
-        prefetch: 2,
-    };
+    let loader = config.loader();
     let per_epoch = batches_per_epoch(samples.len(), config.batch_size);
     let size = config.image_size as i64;
     if net.config.folded_batch_norm {
