@@ -86,33 +86,16 @@ fn read_metrics(path: &Path) -> anyhow::Result<Vec<MetricsRow>> {
         .with_context(|| format!("reading {}", path.display()))
 }
 
-/// Rewrites `metrics.csv` with `rows` (those before the resume point) and returns a writer that
-/// appends to it.
+/// Rewrites `metrics.csv` with `rows` (those before the resume point) and returns the writer,
+/// to append the rows that follow. The header comes from [`MetricsRow`] with the first row.
 fn metrics_writer(path: &Path, rows: &[MetricsRow]) -> anyhow::Result<csv::Writer<std::fs::File>> {
     let mut w =
         csv::Writer::from_path(path).with_context(|| format!("writing {}", path.display()))?;
     for r in rows {
         w.serialize(r)?;
     }
-    if rows.is_empty() {
-        w.write_record([
-            "iteration",
-            "epoch",
-            "lr",
-            "loss",
-            "loss_box",
-            "loss_class",
-            "loss_landmark",
-            "images_per_s",
-            "faces",
-            "skipped_images",
-        ])?;
-    }
     w.flush()?;
-    let file = std::fs::OpenOptions::new().append(true).open(path)?;
-    Ok(csv::WriterBuilder::new()
-        .has_headers(false)
-        .from_writer(file))
+    Ok(w)
 }
 
 /// The run's labelled images; label problems are reported on stderr and skipped.
