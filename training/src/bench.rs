@@ -10,9 +10,10 @@ use serde::Serialize;
 
 use crate::config::{TrainConfig, parse_device};
 use crate::data::{Batch, LoaderConfig, epoch_batches};
+use crate::device_batch::{DeviceBatch, Uploaded, on_device};
 use crate::loss::LossConfig;
 use crate::sgd::Sgd;
-use crate::train::{DeviceBatch, initial_network, load_samples, step};
+use crate::train::{initial_network, load_samples, step};
 
 /// Images per second of each part (images over wall time of the timed batches).
 #[derive(Debug, Serialize)]
@@ -32,7 +33,7 @@ fn batches(
     samples: Arc<Vec<crate::data::Sample>>,
     contract: Arc<retinaface::ModelContract>,
     loader: LoaderConfig,
-) -> impl Iterator<Item = Batch> {
+) -> impl Iterator<Item = Batch> + Send + 'static {
     (0..)
         .flat_map(move |epoch| epoch_batches(samples.clone(), contract.clone(), &loader, epoch, 0))
         .filter(|b| b.batch_size > 0)
@@ -84,15 +85,18 @@ pub fn benchmark(config: &TrainConfig, timed: usize) -> anyhow::Result<BenchRepo
     run_steps(timed);
     let step_rate = per_s(timed * input.images_count, started);
 
-    // Both, as in `train` (the loss is read every step for the metrics).
-    let mut stream = batches(samples, contract.clone(), loader);
+    // Both, as in `train`: batches uploaded one ahead, the loss read every step for the metrics.
+    let stream = batches(samples, contract.clone(), loader);
+    let mut stream = on_device(stream, size, (*contract).clone(), device);
     let mut train_steps = |count: usize| {
         let mut images = 0;
-        for b in stream.by_ref().take(count) {
-            let input = DeviceBatch::new(&b, size, &contract, device);
+        for uploaded in stream.by_ref().take(count) {
+            let Uploaded::Ready(input) = uploaded else {
+                continue;
+            };
             let loss = step(&net, &mut sgd, &input, config.lr, true, &loss_config);
             let _ = loss.total.double_value(&[]);
-            images += b.batch_size;
+            images += input.images_count;
         }
         images
     };

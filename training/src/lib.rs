@@ -9,6 +9,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod data;
 pub mod detect;
+pub mod device_batch;
 pub mod eval;
 pub mod evaluate;
 pub mod fsutil;

@@ -23,12 +23,12 @@ pub const MIN_FORCED_OVERLAP: f32 = 0.2;
 const FORCED: f32 = 2.0;
 
 /// Label of a background prior.
-pub const BACKGROUND: i64 = 0;
+pub const BACKGROUND: i8 = 0;
 /// Label of a prior matched to a face with landmarks.
-pub const FACE: i64 = 1;
+pub const FACE: i8 = 1;
 /// Label of a prior matched to a face without landmarks: a face for the classifier and the box
 /// loss, excluded from the landmark loss.
-pub const FACE_WITHOUT_LANDMARKS: i64 = -1;
+pub const FACE_WITHOUT_LANDMARKS: i8 = -1;
 
 /// Training targets of one image, one row per prior (in prior order).
 #[derive(Debug, Clone, PartialEq)]
@@ -38,7 +38,7 @@ pub struct Targets {
     /// `P × 10` encoded landmarks; zero unless the label is [`FACE`].
     pub landmarks: Vec<f32>,
     /// `P` labels: [`BACKGROUND`], [`FACE`] or [`FACE_WITHOUT_LANDMARKS`].
-    pub labels: Vec<i64>,
+    pub labels: Vec<i8>,
 }
 
 impl Targets {

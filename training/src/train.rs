@@ -8,13 +8,13 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use retinaface::ModelContract;
 use tch::{Device, Tensor};
 
 use crate::checkpoint::{self, Position};
 use crate::config::{TrainConfig, parse_device};
 use crate::data::augment::normalise_on_device;
-use crate::data::{Batch, Sample, batches_per_epoch, epoch_batches, read_label_file};
+use crate::data::{Sample, batches_per_epoch, epoch_batches, read_label_file};
+use crate::device_batch::{DeviceBatch, Uploaded, on_device};
 use crate::loss::{LossConfig, LossTerms, multibox_loss};
 use crate::model::calibrate::calibrate_batch_norm;
 use crate::model::{ModelConfig, RetinaFace};
@@ -114,43 +114,6 @@ pub fn load_samples(config: &TrainConfig) -> anyhow::Result<Arc<Vec<Sample>>> {
         bail!("{} lists no usable images", config.labels.display());
     }
     Ok(Arc::new(labels.samples))
-}
-
-/// One batch on the training device.
-pub struct DeviceBatch {
-    pub images: Tensor,
-    pub loc: Tensor,
-    pub landmarks: Tensor,
-    pub labels: Tensor,
-    pub images_count: usize,
-}
-
-impl DeviceBatch {
-    pub fn new(batch: &Batch, size: i64, contract: &ModelContract, device: Device) -> Self {
-        let b = batch.batch_size as i64;
-        let priors = batch.labels.len() as i64 / b;
-        let to = |v: &[f32], k: i64| upload(Tensor::from_slice(v).view([b, priors, k]), device);
-        Self {
-            images: normalise_on_device(
-                &upload(
-                    Tensor::from_slice(&batch.images).view([b, 3, size, size]),
-                    device,
-                ),
-                contract,
-            ),
-            loc: to(&batch.loc, 4),
-            landmarks: to(&batch.landmarks, 10),
-            labels: upload(Tensor::from_slice(&batch.labels).view([b, priors]), device),
-            images_count: batch.batch_size,
-        }
-    }
-}
-
-/// Host → device. (Pinned memory with asynchronous copies was tried on an H100: no gain in
-/// end-to-end throughput, and tch can only pin through a deprecated libtorch call that warns on
-/// every batch.)
-fn upload(t: Tensor, device: Device) -> Tensor {
-    t.to_device(device)
 }
 
 /// One SGD step on `input`; returns the loss terms (on the device: reading them synchronises).
@@ -271,12 +234,12 @@ fn run(config: TrainConfig, resume: bool) -> anyhow::Result<TrainSummary> {
     for epoch in start.epoch..config.epochs {
         bar.set_prefix(format!("epoch {}/{}", epoch + 1, config.epochs));
         let first = if epoch == start.epoch { start.batch } else { 0 };
-        for batch in epoch_batches(samples.clone(), contract.clone(), &loader, epoch, first) {
-            if batch.batch_size == 0 {
+        let batches = epoch_batches(samples.clone(), contract.clone(), &loader, epoch, first);
+        for uploaded in on_device(batches, size, (*contract).clone(), device) {
+            let Uploaded::Ready(input) = uploaded else {
                 continue;
-            }
+            };
             let lr = config.learning_rate(iteration, per_epoch);
-            let input = DeviceBatch::new(&batch, size, &contract, device);
             let loss = step(&net, &mut sgd, &input, lr, !freeze_bn, &loss_config);
             let value = loss.total.double_value(&[]);
             if !value.is_finite() {
@@ -294,9 +257,9 @@ fn run(config: TrainConfig, resume: bool) -> anyhow::Result<TrainSummary> {
                 loss_class: loss.classes.double_value(&[]),
                 loss_landmark: loss.landmarks.double_value(&[]),
                 // Wall time since the previous step: loading waits included.
-                images_per_s: batch.batch_size as f64 / last_step.elapsed().as_secs_f64(),
-                faces: batch.faces,
-                skipped_images: batch.skipped,
+                images_per_s: input.images_count as f64 / last_step.elapsed().as_secs_f64(),
+                faces: input.faces,
+                skipped_images: input.skipped,
             };
             metrics.serialize(&row)?;
             metrics.flush()?;
@@ -310,7 +273,7 @@ fn run(config: TrainConfig, resume: bool) -> anyhow::Result<TrainSummary> {
             let next = Position {
                 iteration,
                 epoch,
-                batch: batch.index + 1,
+                batch: input.index + 1,
             };
             if config.checkpoint_every > 0
                 && iteration % config.checkpoint_every == 0

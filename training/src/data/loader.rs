@@ -27,6 +27,10 @@ use super::labels::Sample;
 use crate::targets::match_priors;
 
 /// One training batch, flat and ready for `Tensor::from_slice(..).view(..)`.
+///
+/// Regression targets travel only for the face priors (a few hundred of the batch's 16,800 ×
+/// `batch_size`): every other prior's target is zero and the loss never reads it, so sending them
+/// dense would triple the bytes each batch copies to the training device for nothing.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Batch {
     /// Position of the batch in its epoch (0-based).
@@ -34,12 +38,16 @@ pub struct Batch {
     /// `batch_size × 3 × S × S` images, u8 planes in the network's channel order (normalised on
     /// the training device: a quarter of the bytes to copy there).
     pub images: Vec<u8>,
-    /// `batch_size × P × 4` box targets.
-    pub loc: Vec<f32>,
-    /// `batch_size × P × 10` landmark targets.
-    pub landmarks: Vec<f32>,
+    /// Priors per image (`P`).
+    pub priors: usize,
     /// `batch_size × P` labels (0 background, 1 face, −1 face without landmarks).
-    pub labels: Vec<i64>,
+    pub labels: Vec<i8>,
+    /// Flat indices (`image × P + prior`) of the priors with a non-zero label, ascending.
+    pub positives: Vec<i64>,
+    /// `positives × 4` box targets.
+    pub loc: Vec<f32>,
+    /// `positives × 10` landmark targets (zero for faces without landmarks).
+    pub landmarks: Vec<f32>,
     /// Images actually in the batch; smaller than configured for the last batch of an epoch or
     /// when images were skipped, and 0 when every image of the batch was unreadable.
     pub batch_size: usize,
@@ -47,6 +55,21 @@ pub struct Batch {
     pub skipped: usize,
     /// Faces in the batch after augmentation (positives need not be this many).
     pub faces: usize,
+}
+
+impl Batch {
+    /// Box and landmark targets for every prior of the batch (`batch_size × P × 4` and
+    /// `× 10`), zero where the prior is background.
+    pub fn dense_targets(&self) -> (Vec<f32>, Vec<f32>) {
+        let mut loc = vec![0.0; self.labels.len() * 4];
+        let mut landmarks = vec![0.0; self.labels.len() * 10];
+        for (i, &p) in self.positives.iter().enumerate() {
+            let p = p as usize;
+            loc[p * 4..p * 4 + 4].copy_from_slice(&self.loc[i * 4..i * 4 + 4]);
+            landmarks[p * 10..p * 10 + 10].copy_from_slice(&self.landmarks[i * 10..i * 10 + 10]);
+        }
+        (loc, landmarks)
+    }
 }
 
 /// How batches are made.
@@ -203,12 +226,15 @@ fn build_batch(work: &Work, index: usize) -> Batch {
     let size = config.image_size;
     let first = index * config.batch_size;
     let positions = first..(first + config.batch_size).min(work.order.len());
+    let priors = work.priors.len();
     let mut batch = Batch {
         index,
         images: Vec::new(),
+        priors,
+        labels: Vec::new(),
+        positives: Vec::new(),
         loc: Vec::new(),
         landmarks: Vec::new(),
-        labels: Vec::new(),
         batch_size: 0,
         skipped: 0,
         faces: 0,
@@ -240,8 +266,14 @@ fn build_batch(work: &Work, index: usize) -> Batch {
             work.contract.color_order,
             &mut batch.images,
         );
-        batch.loc.extend_from_slice(&targets.loc);
-        batch.landmarks.extend_from_slice(&targets.landmarks);
+        let offset = batch.batch_size * priors;
+        for (p, _) in targets.labels.iter().enumerate().filter(|(_, l)| **l != 0) {
+            batch.positives.push((offset + p) as i64);
+            batch.loc.extend_from_slice(&targets.loc[p * 4..p * 4 + 4]);
+            batch
+                .landmarks
+                .extend_from_slice(&targets.landmarks[p * 10..p * 10 + 10]);
+        }
         batch.labels.extend_from_slice(&targets.labels);
         batch.faces += augmented.faces.len();
         batch.batch_size += 1;
@@ -432,9 +464,21 @@ mod tests {
         for (i, b) in one.iter().enumerate() {
             assert_eq!(b.index, i);
             assert_eq!(b.images.len(), b.batch_size * 3 * 96 * 96);
-            assert_eq!(b.loc.len(), b.batch_size * priors * 4);
-            assert_eq!(b.landmarks.len(), b.batch_size * priors * 10);
             assert_eq!(b.labels.len(), b.batch_size * priors);
+            let faces = b.labels.iter().filter(|l| **l != 0).count();
+            assert_eq!(b.positives.len(), faces);
+            assert_eq!((b.loc.len(), b.landmarks.len()), (faces * 4, faces * 10));
+            // Dense again, the targets are what the matcher gives each image.
+            let (loc, landmarks) = b.dense_targets();
+            assert_eq!(
+                (loc.len(), landmarks.len()),
+                (b.labels.len() * 4, b.labels.len() * 10)
+            );
+            assert!(b.positives.windows(2).all(|w| w[0] < w[1]));
+            for &p in &b.positives {
+                assert_ne!(b.labels[p as usize], 0);
+            }
+            assert!(loc.iter().any(|v| *v != 0.0));
             assert_eq!(b.skipped, 0);
         }
         assert!(one.iter().map(|b| b.faces).sum::<usize>() > 0);
