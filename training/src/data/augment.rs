@@ -290,39 +290,89 @@ impl Photometric {
         }
     }
 
+    /// Brightness and contrast are per-value maps of 0..255, so they run as one lookup table
+    /// each side of the HSV step (composing tables is exact); this runs on every pixel of every
+    /// training image and was the loader's largest cost.
     fn apply(&self, img: &mut RgbImage) {
+        let mut before = IDENTITY;
         if let Some(beta) = self.brightness {
-            scale_and_shift(img, 1.0, beta);
+            before = scale_and_shift_table(1.0, beta);
         }
         if let (true, Some(alpha)) = (self.contrast_first, self.contrast) {
-            scale_and_shift(img, alpha, 0.0);
+            before = compose(&before, &scale_and_shift_table(alpha, 0.0));
         }
-        if self.saturation.is_some() || self.hue.is_some() {
-            adjust_saturation_and_hue(img, self.saturation.unwrap_or(1.0), self.hue.unwrap_or(0.0));
-        }
+        let mut after = IDENTITY;
         if let (false, Some(alpha)) = (self.contrast_first, self.contrast) {
-            scale_and_shift(img, alpha, 0.0);
+            after = scale_and_shift_table(alpha, 0.0);
         }
+        if self.saturation.is_none() && self.hue.is_none() {
+            apply_table(img, &compose(&before, &after));
+            return;
+        }
+        apply_table(img, &before);
+        adjust_saturation_and_hue(img, self.saturation.unwrap_or(1.0), self.hue.unwrap_or(0.0));
+        apply_table(img, &after);
+    }
+}
+
+/// The table that leaves every value as it is.
+const IDENTITY: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut v = 0;
+    while v < 256 {
+        t[v] = v as u8;
+        v += 1;
+    }
+    t
+};
+
+/// `v·alpha + beta` for every value `v`, rounded and clamped to 0..255.
+fn scale_and_shift_table(alpha: f32, beta: f32) -> [u8; 256] {
+    std::array::from_fn(|v| (v as f32 * alpha + beta).round().clamp(0.0, 255.0) as u8)
+}
+
+/// `then` applied after `first`.
+fn compose(first: &[u8; 256], then: &[u8; 256]) -> [u8; 256] {
+    first.map(|v| then[v as usize])
+}
+
+fn apply_table(img: &mut RgbImage, table: &[u8; 256]) {
+    if table != &IDENTITY {
+        img.iter_mut().for_each(|v| *v = table[*v as usize]);
     }
 }
 
 /// `v·alpha + beta` on every channel, rounded and clamped to 0..255.
+#[cfg(test)]
 fn scale_and_shift(img: &mut RgbImage, alpha: f32, beta: f32) {
-    for v in img.iter_mut() {
-        *v = (*v as f32 * alpha + beta).round().clamp(0.0, 255.0) as u8;
-    }
+    apply_table(img, &scale_and_shift_table(alpha, beta));
 }
 
-/// Multiplies HSV saturation by `factor` (clamped to 1) and rotates hue by `degrees`.
+/// Multiplies HSV saturation by `factor` (clamped to 1) and rotates hue by `degrees` (|degrees|
+/// ≤ 360). Written without libm calls (`rem_euclid`, `round`), which cost more than the
+/// arithmetic.
 fn adjust_saturation_and_hue(img: &mut RgbImage, factor: f32, degrees: f32) {
     for px in img.pixels_mut() {
         let [h, s, v] = rgb_to_hsv(px.0.map(f32::from));
-        let rgb = hsv_to_rgb([
-            (h + degrees).rem_euclid(360.0),
-            (s * factor).clamp(0.0, 1.0),
-            v,
-        ]);
-        px.0 = rgb.map(|c| c.round().clamp(0.0, 255.0) as u8);
+        let rgb = hsv_to_rgb([wrap_degrees(h + degrees), (s * factor).clamp(0.0, 1.0), v]);
+        px.0 = rgb.map(round_to_u8);
+    }
+}
+
+/// `c` rounded half away from zero and clamped to 0..255, like `f32::round` but inlined; it
+/// differs only for values within 2⁻²⁴ of a half, where `c + 0.5` itself rounds.
+fn round_to_u8(c: f32) -> u8 {
+    (c.clamp(0.0, 255.0) + 0.5) as u8
+}
+
+/// An angle in −360..720 degrees brought into 0..360.
+fn wrap_degrees(h: f32) -> f32 {
+    if h < 0.0 {
+        h + 360.0
+    } else if h >= 360.0 {
+        h - 360.0
+    } else {
+        h
     }
 }
 
@@ -341,14 +391,15 @@ fn rgb_to_hsv([r, g, b]: [f32; 3]) -> [f32; 3] {
     } else {
         (r - g) / chroma + 4.0
     };
-    [(sector * 60.0).rem_euclid(360.0), chroma / max, max]
+    [wrap_degrees(sector * 60.0), chroma / max, max]
 }
 
 /// Inverse of [`rgb_to_hsv`].
 fn hsv_to_rgb([h, s, v]: [f32; 3]) -> [f32; 3] {
     let chroma = v * s;
-    let sector = h / 60.0;
-    let x = chroma * (1.0 - (sector.rem_euclid(2.0) - 1.0).abs());
+    let sector = h / 60.0; // 0..6
+    let within_pair = sector - 2.0 * ((sector * 0.5) as u32) as f32; // sector mod 2
+    let x = chroma * (1.0 - (within_pair - 1.0).abs());
     let (r, g, b) = match sector as u32 {
         0 => (chroma, x, 0.0),
         1 => (x, chroma, 0.0),
@@ -641,6 +692,67 @@ mod tests {
         assert_eq!(img.get_pixel(0, 0).0, [0, 255, 0]);
         adjust_saturation_and_hue(&mut img, 0.0, 0.0);
         assert_eq!(img.get_pixel(0, 0).0, [255, 255, 255]);
+    }
+
+    /// The per-pixel HSV step as first written, with libm's `rem_euclid` and `round`.
+    fn reference_saturation_and_hue(px: [u8; 3], factor: f32, degrees: f32) -> [u8; 3] {
+        let [h, s, v] = rgb_to_hsv(px.map(f32::from));
+        let rgb = hsv_to_rgb([
+            (h + degrees).rem_euclid(360.0),
+            (s * factor).clamp(0.0, 1.0),
+            v,
+        ]);
+        rgb.map(|c| c.round().clamp(0.0, 255.0) as u8)
+    }
+
+    #[test]
+    fn fast_hsv_step_matches_the_plain_formula() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let (mut same, mut total) = (0, 0);
+        for (factor, degrees) in [(1.0, 0.0), (0.5, -36.0), (1.5, 36.0), (1.2, -7.0)] {
+            let pixels: Vec<[u8; 3]> = (0..20_000).map(|_| rng.random()).collect();
+            let mut img = RgbImage::from_fn(200, 100, |x, y| Rgb(pixels[(y * 200 + x) as usize]));
+            adjust_saturation_and_hue(&mut img, factor, degrees);
+            for (px, out) in pixels.iter().zip(img.pixels()) {
+                let expected = reference_saturation_and_hue(*px, factor, degrees);
+                for (a, b) in expected.iter().zip(out.0) {
+                    assert!(
+                        a.abs_diff(b) <= 1,
+                        "{px:?} → {:?}, expected {expected:?}",
+                        out.0
+                    );
+                }
+                same += usize::from(expected == out.0);
+                total += 1;
+            }
+        }
+        assert!(same * 1000 >= total * 999, "{same} of {total} identical");
+    }
+
+    #[test]
+    fn photometric_tables_equal_the_steps_one_by_one() {
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let img = RgbImage::from_fn(64, 64, |_, _| Rgb(rng.random()));
+        for seed in 0..64 {
+            let p = Photometric::draw(&mut ChaCha8Rng::seed_from_u64(seed));
+            let mut fast = img.clone();
+            p.apply(&mut fast);
+            let mut slow = img.clone();
+            if let Some(beta) = p.brightness {
+                scale_and_shift(&mut slow, 1.0, beta);
+            }
+            if let (true, Some(alpha)) = (p.contrast_first, p.contrast) {
+                scale_and_shift(&mut slow, alpha, 0.0);
+            }
+            if p.saturation.is_some() || p.hue.is_some() {
+                let (f, d) = (p.saturation.unwrap_or(1.0), p.hue.unwrap_or(0.0));
+                adjust_saturation_and_hue(&mut slow, f, d);
+            }
+            if let (false, Some(alpha)) = (p.contrast_first, p.contrast) {
+                scale_and_shift(&mut slow, alpha, 0.0);
+            }
+            assert!(fast == slow, "draw {seed}: {p:?}");
+        }
     }
 
     #[test]
