@@ -1,5 +1,5 @@
 //! `retinaface-train`: train, evaluate, import and export RetinaFace models for the GStreamer
-//! plugin. See training/README.md.
+//! plugin. See the "Training" section of the top-level README.md.
 
 use std::path::{Path, PathBuf};
 
@@ -74,7 +74,7 @@ enum Command {
 /// Flags override the config file, which overrides the defaults.
 #[derive(Args)]
 struct TrainArgs {
-    /// TOML file with any TrainConfig keys (see training/README.md).
+    /// TOML file with any TrainConfig keys (listed in README.md, "Training").
     #[arg(long)]
     config: Option<PathBuf>,
     /// Continue the run in --output from its last checkpoint (with its saved configuration;
