@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::config::{TrainConfig, parse_device};
 use crate::data::{Batch, LoaderConfig, epoch_batches};
-use crate::device_batch::{DeviceBatch, Uploaded, on_device};
+use crate::device_batch::{DeviceBatch, on_device};
 use crate::loss::LossConfig;
 use crate::sgd::Sgd;
 use crate::train::{initial_network, load_samples, step};
@@ -90,10 +90,7 @@ pub fn benchmark(config: &TrainConfig, timed: usize) -> anyhow::Result<BenchRepo
     let mut stream = on_device(stream, size, (*contract).clone(), device);
     let mut train_steps = |count: usize| {
         let mut images = 0;
-        for uploaded in stream.by_ref().take(count) {
-            let Uploaded::Ready(input) = uploaded else {
-                continue;
-            };
+        for input in stream.by_ref().take(count) {
             let loss = step(&net, &mut sgd, &input, config.lr, true, &loss_config);
             let _ = loss.total.double_value(&[]);
             images += input.images_count;

@@ -38,9 +38,6 @@ impl DeviceBatch {
     /// Copies `batch` (images `size`×`size`) to `device`, normalising the images there.
     pub fn new(batch: &Batch, size: i64, contract: &ModelContract, device: Device) -> Self {
         let (n, p) = (batch.batch_size as i64, batch.priors as i64);
-        let images = Tensor::from_slice(&batch.images)
-            .view([n, 3, size, size])
-            .to_device(device);
         let positives = Tensor::from_slice(&batch.positives).to_device(device);
         // Zero everywhere, the positives' targets scattered in: the dense tensors the loss reads.
         let dense = |values: &[f32], k: i64| {
@@ -52,7 +49,7 @@ impl DeviceBatch {
                 .view([n, p, k])
         };
         Self {
-            images: normalise_on_device(&images, contract),
+            images: Self::images(batch, size, contract, device),
             loc: dense(&batch.loc, 4),
             landmarks: dense(&batch.landmarks, 10),
             labels: Tensor::from_slice(&batch.labels)
@@ -65,10 +62,20 @@ impl DeviceBatch {
             skipped: batch.skipped,
         }
     }
+
+    /// Only the images of `batch`, as `[N, 3, S, S]` normalised on `device` (what BatchNorm
+    /// calibration needs).
+    pub fn images(batch: &Batch, size: i64, contract: &ModelContract, device: Device) -> Tensor {
+        let images = Tensor::from_slice(&batch.images)
+            .view([batch.batch_size as i64, 3, size, size])
+            .to_device(device);
+        normalise_on_device(&images, contract)
+    }
 }
 
 /// `batches` turned into [`DeviceBatch`]es one ahead of the consumer, on a thread of its own.
-/// Empty batches (every image unreadable) are passed on as [`Uploaded::Skipped`]. Dropping the iterator stops the thread and the loader behind it.
+/// Empty batches (every image unreadable; the loader has warned) are left out. Dropping the
+/// iterator stops the thread and the loader behind it.
 pub fn on_device<I>(batches: I, size: i64, contract: ModelContract, device: Device) -> OnDevice
 where
     I: Iterator<Item = Batch> + Send + 'static,
@@ -79,16 +86,11 @@ where
     let thread = std::thread::Builder::new()
         .name("batch-upload".into())
         .spawn(move || {
-            for batch in batches {
-                let uploaded = if batch.batch_size == 0 {
-                    Uploaded::Skipped {
-                        index: batch.index,
-                        skipped: batch.skipped,
-                    }
-                } else {
-                    Uploaded::Ready(Box::new(DeviceBatch::new(&batch, size, &contract, device)))
-                };
-                if tx.send(uploaded).is_err() {
+            for batch in batches.filter(|b| b.batch_size > 0) {
+                if tx
+                    .send(DeviceBatch::new(&batch, size, &contract, device))
+                    .is_err()
+                {
                     return; // the consumer is gone
                 }
             }
@@ -100,24 +102,16 @@ where
     }
 }
 
-/// What the upload thread hands over.
-pub enum Uploaded {
-    /// A batch on the device.
-    Ready(Box<DeviceBatch>),
-    /// Batch `index` of the epoch had no readable image.
-    Skipped { index: usize, skipped: usize },
-}
-
 /// Iterator returned by [`on_device`].
 pub struct OnDevice {
-    rx: Option<Receiver<Uploaded>>,
+    rx: Option<Receiver<DeviceBatch>>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Iterator for OnDevice {
-    type Item = Uploaded;
+    type Item = DeviceBatch;
 
-    fn next(&mut self) -> Option<Uploaded> {
+    fn next(&mut self) -> Option<DeviceBatch> {
         match self.rx.as_ref()?.recv() {
             Ok(item) => Some(item),
             Err(_) => {
@@ -185,30 +179,27 @@ mod tests {
     }
 
     #[test]
-    fn upload_thread_keeps_order_and_passes_empty_batches_on() {
+    fn upload_thread_keeps_order_and_leaves_out_empty_batches() {
         let mut empty = batch(1);
         empty.batch_size = 0;
         empty.skipped = 2;
         let batches = vec![batch(0), empty, batch(2)];
-        let seen: Vec<String> = on_device(
+        let seen: Vec<usize> = on_device(
             batches.into_iter(),
             2,
             ModelContract::default(),
             Device::Cpu,
         )
-        .map(|u| match u {
-            Uploaded::Ready(b) => format!("ready {}", b.index),
-            Uploaded::Skipped { index, skipped } => format!("skipped {index} ({skipped})"),
-        })
+        .map(|b| b.index)
         .collect();
-        assert_eq!(seen, ["ready 0", "skipped 1 (2)", "ready 2"]);
+        assert_eq!(seen, [0, 2]);
     }
 
     #[test]
     fn dropping_early_stops_the_thread() {
         let endless = (0..).map(batch);
         let mut on = on_device(endless, 2, ModelContract::default(), Device::Cpu);
-        assert!(matches!(on.next(), Some(Uploaded::Ready(_))));
+        assert_eq!(on.next().map(|b| b.index), Some(0));
         drop(on); // joins the thread: returns only if it stops
     }
 
@@ -222,7 +213,7 @@ mod tests {
                 panic!("loader failed")
             }
         });
-        let _: Vec<Uploaded> =
+        let _: Vec<DeviceBatch> =
             on_device(failing, 2, ModelContract::default(), Device::Cpu).collect();
     }
 }

@@ -8,13 +8,12 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use tch::{Device, Tensor};
+use tch::Device;
 
 use crate::checkpoint::{self, Position};
 use crate::config::{TrainConfig, parse_device};
-use crate::data::augment::normalise_on_device;
 use crate::data::{Sample, batches_per_epoch, epoch_batches, read_label_file};
-use crate::device_batch::{DeviceBatch, Uploaded, on_device};
+use crate::device_batch::{DeviceBatch, on_device};
 use crate::loss::{LossConfig, LossTerms, multibox_loss};
 use crate::model::calibrate::calibrate_batch_norm;
 use crate::model::{ModelConfig, RetinaFace};
@@ -205,12 +204,7 @@ fn run(config: TrainConfig, resume: bool) -> anyhow::Result<TrainSummary> {
         let inputs = epoch_batches(samples.clone(), contract.clone(), &loader, 0, 0)
             .take(batches)
             .filter(|b| b.batch_size > 0)
-            .map(|b| {
-                let images = Tensor::from_slice(&b.images)
-                    .view([b.batch_size as i64, 3, size, size])
-                    .to_device(device);
-                normalise_on_device(&images, &contract)
-            });
+            .map(|b| DeviceBatch::images(&b, size, &contract, device));
         calibrate_batch_norm(&mut net, inputs)?;
     }
     let total = per_epoch * config.epochs;
@@ -235,10 +229,7 @@ fn run(config: TrainConfig, resume: bool) -> anyhow::Result<TrainSummary> {
         bar.set_prefix(format!("epoch {}/{}", epoch + 1, config.epochs));
         let first = if epoch == start.epoch { start.batch } else { 0 };
         let batches = epoch_batches(samples.clone(), contract.clone(), &loader, epoch, first);
-        for uploaded in on_device(batches, size, (*contract).clone(), device) {
-            let Uploaded::Ready(input) = uploaded else {
-                continue;
-            };
+        for input in on_device(batches, size, (*contract).clone(), device) {
             let lr = config.learning_rate(iteration, per_epoch);
             let loss = step(&net, &mut sgd, &input, lr, !freeze_bn, &loss_config);
             let value = loss.total.double_value(&[]);

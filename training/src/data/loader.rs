@@ -57,6 +57,7 @@ pub struct Batch {
     pub faces: usize,
 }
 
+#[cfg(test)]
 impl Batch {
     /// Box and landmark targets for every prior of the batch (`batch_size × P × 4` and
     /// `× 10`), zero where the prior is background.
@@ -468,7 +469,7 @@ mod tests {
             let faces = b.labels.iter().filter(|l| **l != 0).count();
             assert_eq!(b.positives.len(), faces);
             assert_eq!((b.loc.len(), b.landmarks.len()), (faces * 4, faces * 10));
-            // Dense again, the targets are what the matcher gives each image.
+            // Dense again: full size, positives strictly ascending and labelled, not all zero.
             let (loc, landmarks) = b.dense_targets();
             assert_eq!(
                 (loc.len(), landmarks.len()),
