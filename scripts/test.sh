@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Installs what the tests need, then runs every test of the workspace (unit and integration, on
-# the real model and sample media).
+# Installs what the tests need, checks that every pinned download still resolves from its
+# registry (not from the local cache), then runs every test of the workspace (unit and
+# integration, on the real model and sample media).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh --trainer
+bash scripts/check-downloads.sh
 # The plugin's shared object (target/debug/libgstretinaface.so): tests that run gst-launch-1.0 and
 # the pipeline scripts load it; a test build alone only makes the rlib.
 cargo build -p gst-plugin-retinaface
