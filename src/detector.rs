@@ -12,8 +12,13 @@ use crate::preprocess::{Frame, FrameError, InputGeometry, Preprocessor, ScaleFil
 use crate::priors::{self, Prior};
 use crate::runtime::{self, RuntimeError, SessionConfig};
 
-/// Candidates kept before NMS (the reference's `top_k`); bounds NMS cost at low thresholds.
-const PRE_NMS_TOP_K: usize = 5000;
+/// Candidates kept before NMS, best first: bounds NMS cost at low thresholds (the reference
+/// keeps 5000; at threshold 0 every one of the 16,800 priors of a 640×640 input is a candidate).
+pub const PRE_NMS_TOP_K: usize = 2000;
+/// Faces reported per frame at most, whatever `max_faces` says: bounds metadata and drawing cost
+/// when the threshold is set near 0 (the reference's `keep_top_k` is 750). Real crowds at the
+/// model's input size stay well under it.
+pub const MAX_FACES: usize = 500;
 
 /// Per-frame detection settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -22,7 +27,7 @@ pub struct DetectParams {
     pub confidence_threshold: f32,
     /// IoU above which the weaker of two overlapping faces is dropped.
     pub nms_threshold: f32,
-    /// Keep at most this many faces (best first); 0 = no limit.
+    /// Keep at most this many faces (best first); 0 = [`MAX_FACES`], which also caps any larger value.
     pub max_faces: usize,
     /// Drop faces whose box is narrower or shorter than this, in frame pixels.
     pub min_face_size: f32,
@@ -192,9 +197,11 @@ impl Detector {
             faces.truncate(PRE_NMS_TOP_K);
         }
         let mut faces = nms(faces, params.nms_threshold);
-        if params.max_faces > 0 {
-            faces.truncate(params.max_faces);
-        }
+        let limit = match params.max_faces {
+            0 => MAX_FACES,
+            n => n.min(MAX_FACES),
+        };
+        faces.truncate(limit);
         Ok(faces)
     }
 }

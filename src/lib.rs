@@ -6,20 +6,27 @@
 //! - [`priors`]: the anchor ("prior box") grid for an input size.
 //! - [`decode`]: turning `loc`/`conf`/`landmarks` rows into boxes and points.
 //! - [`nms`]: greedy non-maximum suppression.
+//! - [`pixfmt`]: the pixel formats (planes, subsampling, component positions) and YUV matrices
+//!   (both directions of conversion) shared by preprocessing and the plugin's overlay.
 //! - [`preprocess`]: video frame (packed RGB or YUV) → model input tensor, with scaling.
 //! - [`runtime`]: loading ONNX Runtime and building sessions with execution-provider fallback.
 //! - [`detector`]: the above put together: frame in, faces out.
+//! - [`track`]: faces across frames: Kalman motion, ByteTrack-style association, stable IDs.
 
 pub mod contract;
 pub mod decode;
 pub mod detector;
 pub mod nms;
+pub mod pixfmt;
 pub mod preprocess;
 pub mod priors;
 pub mod runtime;
+pub mod track;
 
 pub use contract::ModelContract;
 pub use decode::Face;
 pub use detector::{DetectParams, Detector};
-pub use preprocess::{Frame, PixelLayout, Plane, ScaleFilter, YuvMatrix};
+pub use pixfmt::{PixelLayout, YuvMatrix};
+pub use preprocess::{Frame, Plane, ScaleFilter};
 pub use runtime::{ExecutionProvider, SessionConfig};
+pub use track::{TrackedFace, Tracker, TrackerConfig};

@@ -9,119 +9,7 @@ use fast_image_resize::images::{Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 
 use crate::contract::{ColorOrder, ModelContract};
-
-/// Pixel formats the preprocessor reads (GStreamer's names, in memory byte order).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PixelLayout {
-    Rgb,
-    Bgr,
-    Rgbx,
-    Bgrx,
-    Xrgb,
-    Xbgr,
-    Rgba,
-    Bgra,
-    Argb,
-    Abgr,
-    I420,
-    Nv12,
-}
-
-impl PixelLayout {
-    /// Bytes per pixel and byte offsets of R, G and B for packed formats; `None` for YUV.
-    fn packed(self) -> Option<(usize, [usize; 3])> {
-        use PixelLayout::*;
-        match self {
-            Rgb => Some((3, [0, 1, 2])),
-            Bgr => Some((3, [2, 1, 0])),
-            Rgbx | Rgba => Some((4, [0, 1, 2])),
-            Bgrx | Bgra => Some((4, [2, 1, 0])),
-            Xrgb | Argb => Some((4, [1, 2, 3])),
-            Xbgr | Abgr => Some((4, [3, 2, 1])),
-            I420 | Nv12 => None,
-        }
-    }
-
-    /// Number of memory planes the layout uses.
-    pub fn planes(self) -> usize {
-        match self {
-            PixelLayout::I420 => 3,
-            PixelLayout::Nv12 => 2,
-            _ => 1,
-        }
-    }
-}
-
-/// YUV → RGB conversion coefficients.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct YuvMatrix {
-    pub kr: f32,
-    pub kb: f32,
-    /// `true` for 0..255 luma, `false` for studio range 16..235.
-    pub full_range: bool,
-}
-
-impl YuvMatrix {
-    pub const BT601: Self = Self {
-        kr: 0.299,
-        kb: 0.114,
-        full_range: false,
-    };
-    pub const BT709: Self = Self {
-        kr: 0.2126,
-        kb: 0.0722,
-        full_range: false,
-    };
-    /// Conversion constants, computed once per frame.
-    fn coefficients(self) -> YuvCoefficients {
-        let (y_scale, y_offset, c_scale) = if self.full_range {
-            (1.0, 0.0, 1.0)
-        } else {
-            (255.0 / 219.0, 16.0, 255.0 / 224.0)
-        };
-        let kg = 1.0 - self.kr - self.kb;
-        YuvCoefficients {
-            y_scale,
-            y_offset,
-            rv: 2.0 * (1.0 - self.kr) * c_scale,
-            gu: -2.0 * self.kb * (1.0 - self.kb) / kg * c_scale,
-            gv: -2.0 * self.kr * (1.0 - self.kr) / kg * c_scale,
-            bu: 2.0 * (1.0 - self.kb) * c_scale,
-        }
-    }
-
-    pub const BT2020: Self = Self {
-        kr: 0.2627,
-        kb: 0.0593,
-        full_range: false,
-    };
-}
-
-/// `R = Y' + rv·V'`, `G = Y' + gu·U' + gv·V'`, `B = Y' + bu·U'` with `Y' = (Y − y_offset)·y_scale`
-/// and `U' = U − 128`, `V' = V − 128`.
-#[derive(Clone, Copy)]
-struct YuvCoefficients {
-    y_scale: f32,
-    y_offset: f32,
-    rv: f32,
-    gu: f32,
-    gv: f32,
-    bu: f32,
-}
-
-impl YuvCoefficients {
-    /// `[r, g, b]` in 0..255 for one YUV sample.
-    #[inline]
-    fn rgb(&self, y: u8, u: u8, v: u8) -> [f32; 3] {
-        let y = (y as f32 - self.y_offset) * self.y_scale;
-        let (u, v) = (u as f32 - 128.0, v as f32 - 128.0);
-        [
-            (y + self.rv * v).clamp(0.0, 255.0),
-            (y + self.gu * u + self.gv * v).clamp(0.0, 255.0),
-            (y + self.bu * u).clamp(0.0, 255.0),
-        ]
-    }
-}
+pub use crate::pixfmt::{PixelLayout, YuvMatrix};
 
 /// One memory plane of a frame.
 #[derive(Debug, Clone, Copy)]
@@ -349,11 +237,15 @@ impl Preprocessor {
         color_of_channel: [usize; 3],
         norm: [Normalise; 3],
     ) -> Result<(), FrameError> {
-        let (cw, ch) = (frame.width.div_ceil(2), frame.height.div_ceil(2));
+        // Where Y, U and V live (pixfmt's table): a full-resolution luma plane of single bytes,
+        // and U and V either interleaved in one plane (NV12) or in planes of their own (I420).
+        let format = frame.layout.format();
+        let [yc, uc, vc] = format.components;
+        let (cw, ch) = format.planes[uc.plane].samples(frame.width, frame.height);
+        let interleaved = uc.plane == vc.plane;
         let [ys, us, vs] = &mut self.scaled;
-        let interleaved = frame.layout == PixelLayout::Nv12;
         self.scaler.scale(
-            frame.planes[0],
+            frame.planes[yc.plane],
             frame.width,
             frame.height,
             PixelType::U8,
@@ -362,14 +254,14 @@ impl Preprocessor {
         )?;
         if interleaved {
             self.scaler
-                .scale(frame.planes[1], cw, ch, PixelType::U8x2, g, us)?;
+                .scale(frame.planes[uc.plane], cw, ch, PixelType::U8x2, g, us)?;
         } else {
             self.scaler
-                .scale(frame.planes[1], cw, ch, PixelType::U8, g, us)?;
+                .scale(frame.planes[uc.plane], cw, ch, PixelType::U8, g, us)?;
             self.scaler
-                .scale(frame.planes[2], cw, ch, PixelType::U8, g, vs)?;
+                .scale(frame.planes[vc.plane], cw, ch, PixelType::U8, g, vs)?;
         }
-        let k = frame.matrix.coefficients();
+        let k = frame.matrix.to_rgb();
         let width = g.content_width;
         let (ys, us, vs) = (&*ys, &*us, &*vs);
         tensor_rows(&mut self.tensor, g).for_each(|(y, outs)| {
@@ -379,7 +271,7 @@ impl Preprocessor {
             if interleaved {
                 let uv = us[2 * i..2 * (i + width)].chunks_exact(2);
                 for (x, (&l, c)) in luma.iter().zip(uv).enumerate() {
-                    put(x, k.rgb(l, c[0], c[1]));
+                    put(x, k.rgb(l, c[uc.offset], c[vc.offset]));
                 }
             } else {
                 let chroma = us[i..i + width].iter().zip(&vs[i..i + width]);
@@ -526,13 +418,8 @@ fn check_frame(frame: &Frame) -> Result<(), FrameError> {
             frame.planes.len()
         )));
     }
-    let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
-    let needs: Vec<(usize, usize)> = match frame.layout {
-        PixelLayout::I420 => vec![(w, h), (cw, ch), (cw, ch)],
-        PixelLayout::Nv12 => vec![(w, h), (cw * 2, ch)],
-        other => vec![(w * other.packed().map_or(0, |p| p.0), h)],
-    };
-    for (i, (row, rows)) in needs.into_iter().enumerate() {
+    for i in 0..frame.layout.planes() {
+        let (row, rows) = frame.layout.plane_size(i, w, h);
         let p = frame.planes[i];
         if p.stride < row || p.data.len() < p.stride * (rows - 1) + row {
             return Err(FrameError(format!(

@@ -45,6 +45,10 @@ pub enum RuntimeError {
     )]
     ModelMissing(PathBuf),
     #[error(
+        "model '{0}' is a directory, not a file: set the model property to the .onnx file inside it"
+    )]
+    ModelIsDirectory(PathBuf),
+    #[error(
         "'{path}' is not a loadable ONNX model ({reason}); point the model property at a RetinaFace .onnx file"
     )]
     ModelInvalid { path: PathBuf, reason: String },
@@ -126,6 +130,9 @@ pub fn load_session(
     model: &Path,
     config: &SessionConfig,
 ) -> Result<LoadedSession, RuntimeError> {
+    if model.is_dir() {
+        return Err(RuntimeError::ModelIsDirectory(model.to_path_buf()));
+    }
     if !model.is_file() {
         return Err(RuntimeError::ModelMissing(model.to_path_buf()));
     }
@@ -167,19 +174,30 @@ fn cpu_builder(env: &Environment, config: &SessionConfig) -> Result<SessionBuild
     Ok(b)
 }
 
+/// Whether the loaded ONNX Runtime library was built with `provider` (CPU always is). Being
+/// built with it does not promise a usable GPU: registration can still fail, and then
+/// [`load_session`] falls back to CPU with a warning.
+pub fn provider_built_in(provider: ExecutionProvider) -> bool {
+    match provider {
+        ExecutionProvider::Cpu => true,
+        ExecutionProvider::Cuda => ep::CUDA::is_available().unwrap_or(false),
+        ExecutionProvider::TensorRt => ep::TensorRT::is_available().unwrap_or(false),
+    }
+}
+
 /// Registers the GPU provider(s); on failure the builder comes back unchanged with the reason.
 fn with_gpu(
     builder: SessionBuilder,
     config: &SessionConfig,
 ) -> (SessionBuilder, Result<(), String>) {
-    if !ep::CUDA::is_available().unwrap_or(false) {
+    if !provider_built_in(ExecutionProvider::Cuda) {
         let why = "this ONNX Runtime library has no CUDA support; install onnxruntime-gpu 1.31.1 \
                    and set ORT_DYLIB_PATH to its library";
         return (builder, Err(why.into()));
     }
     let mut providers = Vec::new();
     if config.provider == ExecutionProvider::TensorRt {
-        if !ep::TensorRT::is_available().unwrap_or(false) {
+        if !provider_built_in(ExecutionProvider::TensorRt) {
             return (
                 builder,
                 Err("this ONNX Runtime library has no TensorRT support".into()),

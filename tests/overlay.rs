@@ -148,7 +148,9 @@ fn convert_one(description: &str, buffer: gst::Buffer) -> gst::Sample {
     pipeline.set_state(gst::State::Playing).unwrap();
     src.push_buffer(buffer).unwrap();
     src.end_of_stream().unwrap();
-    let sample = sink.pull_sample().expect("converted frame");
+    let sample = sink
+        .try_pull_sample(gst::ClockTime::from_seconds(60))
+        .expect("converted frame within 60 s");
     pipeline.set_state(gst::State::Null).unwrap();
     sample
 }
@@ -208,13 +210,44 @@ fn mode_none_and_faces_at_the_frame_edge() {
         (f.y + f.height / 3.0) as u32 | 1
     );
     for format in ["I420", "NV12", "RGB"] {
-        let description = format!(
-            "filesrc location={} ! jpegdec ! videoconvert ! {crop} ! videoconvert ! video/x-raw,format={format} ! \
-             retinafacedetect confidence-threshold=0.3 ! retinafaceoverlay mode=blur ! retinafaceoverlay mode=draw ! appsink name=sink",
-            media("sample2.jpg")
+        let render_cut = |overlay: &str| {
+            let description = format!(
+                "filesrc location={} ! jpegdec ! videoconvert ! {crop} ! videoconvert ! video/x-raw,format={format} ! \
+                 retinafacedetect confidence-threshold=0.3 {overlay} ! appsink name=sink",
+                media("sample2.jpg")
+            );
+            let run = run(&description).unwrap_or_else(|e| panic!("{description}: {e}"));
+            assert_eq!(run.samples.len(), 1, "{description}");
+            let faces = run.faces().remove(0);
+            (run.samples.into_iter().next().unwrap(), faces)
+        };
+        let (plain, faces) = render_cut("");
+        let (w, h) = {
+            let info = gst_video::VideoInfo::from_caps(plain.caps().unwrap()).unwrap();
+            (info.width() as f64, info.height() as f64)
+        };
+        // The cut face is still found, touching the left or top edge of the frame.
+        let cut = faces
+            .iter()
+            .find(|f| f.x < 1.0 || f.y < 1.0)
+            .unwrap_or_else(|| panic!("{format}: no face at the cut edge in {faces:?}"));
+        assert!(cut.x + cut.width <= w && cut.y + cut.height <= h);
+        // Blurred and outlined: the cut face changes, nothing away from the faces does.
+        let (out, _) =
+            render_cut("! retinafaceoverlay mode=blur margin=0.1 ! retinafaceoverlay mode=draw");
+        let (inside, outside) = diff(format, &plain, &out, &face_rects(&faces, 0.1));
+        assert_eq!(outside, 0, "{format}: pixels away from the faces changed");
+        let (cut_changed, _) = diff(
+            format,
+            &plain,
+            &out,
+            &face_rects(std::slice::from_ref(cut), 0.1),
         );
-        let run = run(&description).unwrap_or_else(|e| panic!("{description}: {e}"));
-        assert_eq!(run.samples.len(), 1, "{description}");
+        assert!(
+            cut_changed as f64 > 0.5 * cut.width * cut.height,
+            "{format}: the cut face ({cut:?}) is not covered: {cut_changed} samples changed"
+        );
+        assert!(inside >= cut_changed);
     }
 }
 

@@ -13,6 +13,7 @@ pub mod detect;
 pub mod facemeta;
 pub mod json;
 pub mod overlay;
+pub mod videoformat;
 
 /// Directory this plugin's shared object was loaded from, when loaded from a file.
 static PLUGIN_DIR: OnceLock<PathBuf> = OnceLock::new();

@@ -6,14 +6,12 @@ use gst::prelude::*;
 use gst::subclass::prelude::*;
 use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
-use gst_video::VideoFormat;
 use gst_video::prelude::*;
-use retinaface::{
-    DetectParams, Detector, Face, Frame, PixelLayout, Plane, SessionConfig, YuvMatrix,
-};
+use retinaface::detector::MAX_FACES;
+use retinaface::{DetectParams, Detector, Face, Frame, PixelLayout, Plane, SessionConfig};
 
 use super::{ExecutionProvider, MESSAGE_NAME, ScalingMethod, default_model_path};
-use crate::facemeta;
+use crate::{facemeta, videoformat};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -22,6 +20,13 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
         Some("RetinaFace face detector"),
     )
 });
+
+/// Largest `inference-size`: a 4K frame at native scale. Larger inputs cost gigabytes and seconds
+/// per frame on a CPU (README lists the figures); `inference-size=0` on larger frames remains
+/// possible and documented.
+const MAX_INFERENCE_SIZE: u32 = 4096;
+/// Largest `threads`: more intra-op threads than this only add memory and contention.
+const MAX_THREADS: u32 = 64;
 
 #[derive(Debug, Clone)]
 struct Settings {
@@ -83,6 +88,19 @@ struct State {
     last_faces: Vec<Face>,
 }
 
+impl State {
+    /// Forgets everything carried over from earlier frames, so the next frame is analysed afresh.
+    /// Flush, seek (new segment), stream start and caps changes all come through here: a face
+    /// from before a seek must never be shown (or left unblurred) after it.
+    fn reset_carried(&mut self) {
+        self.frames = 0;
+        self.last_faces.clear();
+    }
+}
+
+/// Properties that take effect only at the next start (READY → PAUSED).
+const START_ONLY: [&str; 3] = ["model", "threads", "execution-provider"];
+
 #[derive(Default)]
 pub struct RetinaFaceDetect {
     settings: Mutex<Settings>,
@@ -125,7 +143,8 @@ impl ObjectImpl for RetinaFaceDetect {
                     .build(),
                 glib::ParamSpecUInt::builder("max-faces")
                     .nick("Maximum faces")
-                    .blurb("Report at most this many faces per frame, best first (0 = no limit)")
+                    .blurb(&format!("Report at most this many faces per frame, best first (0 = the ceiling of {MAX_FACES})"))
+                    .maximum(MAX_FACES as u32)
                     .default_value(d.max_faces)
                     .mutable_playing()
                     .build(),
@@ -137,8 +156,8 @@ impl ObjectImpl for RetinaFaceDetect {
                     .build(),
                 glib::ParamSpecUInt::builder("inference-size")
                     .nick("Inference size")
-                    .blurb("Long side in pixels of the frame copy the model sees, aspect kept (0 = native size)")
-                    .maximum(8192)
+                    .blurb("Long side in pixels of the frame copy the model sees, aspect kept (0 = native size). Memory and time grow with its square: see README")
+                    .maximum(MAX_INFERENCE_SIZE)
                     .default_value(d.inference_size)
                     .mutable_playing()
                     .build(),
@@ -157,7 +176,7 @@ impl ObjectImpl for RetinaFaceDetect {
                 glib::ParamSpecUInt::builder("threads")
                     .nick("Threads")
                     .blurb("ONNX Runtime intra-op threads (0 = one per core); threads never spin")
-                    .maximum(256)
+                    .maximum(MAX_THREADS)
                     .default_value(d.threads)
                     .mutable_ready()
                     .build(),
@@ -178,6 +197,19 @@ impl ObjectImpl for RetinaFaceDetect {
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        if START_ONLY.contains(&pspec.name()) && self.state.lock().unwrap().is_some() {
+            // Silently keeping the value for the next start would make the user believe it
+            // applies now.
+            gst::element_imp_warning!(
+                self,
+                gst::LibraryError::Settings,
+                (
+                    "'{}' cannot change while the element is running; the change is ignored. Set it in the NULL or READY state.",
+                    pspec.name()
+                )
+            );
+            return;
+        }
         let mut s = self.settings.lock().unwrap();
         match pspec.name() {
             "model" => {
@@ -266,7 +298,8 @@ impl BaseTransformImpl for RetinaFaceDetect {
                 E::Runtime(R::LibraryMissing { .. }) => {
                     gst::error_msg!(gst::LibraryError::Init, ("{e}"))
                 }
-                E::Runtime(R::ModelInvalid { .. }) | E::Contract { .. } => {
+                E::Runtime(R::ModelInvalid { .. } | R::ModelIsDirectory(_))
+                | E::Contract { .. } => {
                     gst::error_msg!(gst::ResourceError::OpenRead, ("{e}"))
                 }
                 other => gst::error_msg!(gst::LibraryError::Failed, ("{other}")),
@@ -299,7 +332,7 @@ impl BaseTransformImpl for RetinaFaceDetect {
     fn set_caps(&self, incaps: &gst::Caps, _outcaps: &gst::Caps) -> Result<(), gst::LoggableError> {
         let info = gst_video::VideoInfo::from_caps(incaps)
             .map_err(|_| gst::loggable_error!(CAT, "cannot parse video caps {incaps}"))?;
-        let layout = pixel_layout(info.format())
+        let layout = videoformat::pixel_layout(info.format())
             .ok_or_else(|| gst::loggable_error!(CAT, "unsupported format {:?}", info.format()))?;
         let mut state = self.state.lock().unwrap();
         let state = state
@@ -315,9 +348,27 @@ impl BaseTransformImpl for RetinaFaceDetect {
         );
         // Faces of the old geometry would be misplaced: start over on the next frame.
         state.info = Some((info, layout));
-        state.frames = 0;
-        state.last_faces.clear();
+        state.reset_carried();
         Ok(())
+    }
+
+    fn sink_event(&self, event: gst::Event) -> bool {
+        if matches!(
+            event.view(),
+            gst::EventView::FlushStop(_)
+                | gst::EventView::Segment(_)
+                | gst::EventView::StreamStart(_)
+        ) && let Some(state) = self.state.lock().unwrap().as_mut()
+        {
+            gst::debug!(
+                CAT,
+                imp = self,
+                "{:?}: forgetting carried faces",
+                event.type_()
+            );
+            state.reset_carried();
+        }
+        self.parent_sink_event(event)
     }
 
     fn transform_ip(&self, buf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
@@ -356,7 +407,7 @@ impl BaseTransformImpl for RetinaFaceDetect {
                 width: info.width() as usize,
                 height: info.height() as usize,
                 planes: &planes,
-                matrix: yuv_matrix(&info),
+                matrix: videoformat::yuv_matrix(&info.colorimetry()),
             };
             state.last_faces = state.detector.detect(&core_frame, &params).map_err(|e| {
                 gst::element_imp_error!(
@@ -410,33 +461,4 @@ impl RetinaFaceDetect {
             .obj()
             .post_message(gst::message::Element::builder(s).src(&*self.obj()).build());
     }
-}
-
-fn pixel_layout(format: VideoFormat) -> Option<PixelLayout> {
-    Some(match format {
-        VideoFormat::Rgb => PixelLayout::Rgb,
-        VideoFormat::Bgr => PixelLayout::Bgr,
-        VideoFormat::Rgbx => PixelLayout::Rgbx,
-        VideoFormat::Bgrx => PixelLayout::Bgrx,
-        VideoFormat::Xrgb => PixelLayout::Xrgb,
-        VideoFormat::Xbgr => PixelLayout::Xbgr,
-        VideoFormat::Rgba => PixelLayout::Rgba,
-        VideoFormat::Bgra => PixelLayout::Bgra,
-        VideoFormat::Argb => PixelLayout::Argb,
-        VideoFormat::Abgr => PixelLayout::Abgr,
-        VideoFormat::I420 => PixelLayout::I420,
-        VideoFormat::Nv12 => PixelLayout::Nv12,
-        _ => return None,
-    })
-}
-
-fn yuv_matrix(info: &gst_video::VideoInfo) -> YuvMatrix {
-    let colorimetry = info.colorimetry();
-    let mut m = match colorimetry.matrix() {
-        gst_video::VideoColorMatrix::Bt709 => YuvMatrix::BT709,
-        gst_video::VideoColorMatrix::Bt2020 => YuvMatrix::BT2020,
-        _ => YuvMatrix::BT601,
-    };
-    m.full_range = colorimetry.range() == gst_video::VideoColorRange::Range0_255;
-    m
 }

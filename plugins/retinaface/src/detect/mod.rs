@@ -81,21 +81,9 @@ pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
 /// Name of the element message posted per processed frame when `post-messages` is set.
 pub const MESSAGE_NAME: &str = "retinaface";
 
-/// Raw formats the element accepts (packed RGB variants and the two common YUV 4:2:0 layouts).
-pub(crate) const FORMATS: &[gst_video::VideoFormat] = &[
-    gst_video::VideoFormat::Rgb,
-    gst_video::VideoFormat::Bgr,
-    gst_video::VideoFormat::Rgbx,
-    gst_video::VideoFormat::Bgrx,
-    gst_video::VideoFormat::Xrgb,
-    gst_video::VideoFormat::Xbgr,
-    gst_video::VideoFormat::Rgba,
-    gst_video::VideoFormat::Bgra,
-    gst_video::VideoFormat::Argb,
-    gst_video::VideoFormat::Abgr,
-    gst_video::VideoFormat::I420,
-    gst_video::VideoFormat::Nv12,
-];
+/// Raw formats the element accepts: every layout of the core's pixel table (packed RGB variants
+/// and the two common YUV 4:2:0 layouts), mapped in [`crate::videoformat`].
+pub(crate) use crate::videoformat::FORMATS;
 
 /// `video/x-raw` in [`FORMATS`], any size and rate: what the detector and the overlay accept.
 pub(crate) fn raw_video_caps() -> gst::Caps {

@@ -4,9 +4,13 @@
 //! the same code draws on RGBx and on NV12. On subsampled planes a chroma sample is written only
 //! when its whole 2×2 luma block is inside the shape (no colour bleeding out of a box), and
 //! shapes are snapped to even luma coordinates so that their chroma is complete.
+//!
+//! Planes, subsampling and the byte of each colour component come from the core's pixel table
+//! ([`retinaface::pixfmt`]), and YUV colours are written with the frame's own matrix and range
+//! (full-range white is Y 255, studio-range white Y 235).
 
-use gst_video::VideoFormat;
 use gst_video::prelude::*;
+use retinaface::pixfmt::{ColorModel, PixelFormat, PixelLayout, PlaneFormat, YuvMatrix};
 
 /// A colour as 0xAARRGGBB; alpha blends it over the frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,111 +21,21 @@ impl Argb {
         self.0 >> 24
     }
 
-    fn rgb(self) -> [f32; 3] {
-        [(self.0 >> 16) & 0xff, (self.0 >> 8) & 0xff, self.0 & 0xff].map(|v| v as f32)
+    fn rgb(self) -> [u8; 3] {
+        [(self.0 >> 16) as u8, (self.0 >> 8) as u8, self.0 as u8]
     }
 
-    /// Studio-range Y, U, V of the colour for the given matrix coefficients.
-    fn yuv(self, kr: f32, kb: f32) -> [u8; 3] {
-        let [r, g, b] = self.rgb();
-        let y = kr * r + (1.0 - kr - kb) * g + kb * b;
-        let u = (b - y) / (2.0 * (1.0 - kb));
-        let v = (r - y) / (2.0 * (1.0 - kr));
-        [
-            16.0 + y * 219.0 / 255.0,
-            128.0 + u * 224.0 / 255.0,
-            128.0 + v * 224.0 / 255.0,
-        ]
-        .map(|c| c.round().clamp(0.0, 255.0) as u8)
-    }
-}
-
-/// How one memory plane stores pixels.
-#[derive(Debug, Clone, Copy)]
-struct PlaneLayout {
-    /// Bytes per sample.
-    components: usize,
-    /// 1 = full resolution, 2 = half in both directions.
-    subsampling: usize,
-}
-
-/// The pixel layout of a frame: its planes, and which byte of which plane carries which colour.
-#[derive(Debug, Clone, Copy)]
-pub struct Layout {
-    planes: [Option<PlaneLayout>; 3],
-    kind: Kind,
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Kind {
-    /// Byte offsets of R, G, B in each pixel; padding and alpha bytes are left as they are.
-    Packed {
-        rgb: [usize; 3],
-    },
-    I420,
-    Nv12,
-}
-
-impl Layout {
-    pub fn for_format(format: VideoFormat) -> Option<Self> {
-        use VideoFormat as F;
-        let packed = |bpp: usize, rgb: [usize; 3]| Layout {
-            planes: [
-                Some(PlaneLayout {
-                    components: bpp,
-                    subsampling: 1,
-                }),
-                None,
-                None,
-            ],
-            kind: Kind::Packed { rgb },
-        };
-        let luma = PlaneLayout {
-            components: 1,
-            subsampling: 1,
-        };
-        Some(match format {
-            F::Rgb => packed(3, [0, 1, 2]),
-            F::Bgr => packed(3, [2, 1, 0]),
-            F::Rgbx => packed(4, [0, 1, 2]),
-            F::Bgrx => packed(4, [2, 1, 0]),
-            F::Xrgb => packed(4, [1, 2, 3]),
-            F::Xbgr => packed(4, [3, 2, 1]),
-            F::Rgba => packed(4, [0, 1, 2]),
-            F::Bgra => packed(4, [2, 1, 0]),
-            F::Argb => packed(4, [1, 2, 3]),
-            F::Abgr => packed(4, [3, 2, 1]),
-            F::I420 => Layout {
-                planes: [
-                    Some(luma),
-                    Some(PlaneLayout {
-                        components: 1,
-                        subsampling: 2,
-                    }),
-                    Some(PlaneLayout {
-                        components: 1,
-                        subsampling: 2,
-                    }),
-                ],
-                kind: Kind::I420,
-            },
-            F::Nv12 => Layout {
-                planes: [
-                    Some(luma),
-                    Some(PlaneLayout {
-                        components: 2,
-                        subsampling: 2,
-                    }),
-                    None,
-                ],
-                kind: Kind::Nv12,
-            },
-            _ => return None,
-        })
+    /// Y, U, V of the colour in `matrix`'s coefficients and range.
+    fn yuv(self, matrix: YuvMatrix) -> [u8; 3] {
+        matrix.to_yuv(self.rgb().map(f32::from))
     }
 
-    fn subsampled(&self) -> bool {
-        !matches!(self.kind, Kind::Packed { .. })
+    /// The colour's three components in the order of `model` (R, G, B or Y, U, V).
+    fn components(self, model: ColorModel, matrix: YuvMatrix) -> [u8; 3] {
+        match model {
+            ColorModel::Rgb => self.rgb(),
+            ColorModel::Yuv => self.yuv(matrix),
+        }
     }
 }
 
@@ -198,67 +112,54 @@ impl Rect {
     }
 }
 
+/// Per plane of `format`: the byte values of `color` for each byte of a sample, and which bytes
+/// to write (padding and alpha bytes are left as they are).
+fn plane_values(format: &PixelFormat, matrix: YuvMatrix, color: Argb) -> [([u8; 4], [bool; 4]); 3] {
+    let values = color.components(format.model, matrix);
+    let mut out = [([0u8; 4], [false; 4]); 3];
+    for (component, value) in format.components.iter().zip(values) {
+        let (v, mask) = &mut out[component.plane];
+        v[component.offset] = value;
+        mask[component.offset] = true;
+    }
+    out
+}
+
 /// A mapped, writable video frame to draw on.
 pub struct Canvas<'a, 'b> {
     frame: &'a mut gst_video::VideoFrameRef<&'b mut gst::BufferRef>,
-    layout: Layout,
+    /// The frame's planes and where each colour component lives.
+    format: PixelFormat,
+    /// Shapes snap to the 2×2 chroma grid.
+    subsampled: bool,
     width: usize,
     height: usize,
-    /// Matrix coefficients (kr, kb) for YUV colours.
-    matrix: (f32, f32),
+    /// Coefficients and range YUV colours are written in (the frame's own colorimetry).
+    matrix: YuvMatrix,
 }
 
 impl<'a, 'b> Canvas<'a, 'b> {
+    /// A canvas on `frame`, whose pixels are in `layout` and, for YUV, `matrix` (see
+    /// [`crate::videoformat`] for both from the caps).
     pub fn new(
         frame: &'a mut gst_video::VideoFrameRef<&'b mut gst::BufferRef>,
-        layout: Layout,
+        layout: PixelLayout,
+        matrix: YuvMatrix,
     ) -> Self {
         let info = frame.info();
-        let matrix = match info.colorimetry().matrix() {
-            gst_video::VideoColorMatrix::Bt709 => (0.2126, 0.0722),
-            gst_video::VideoColorMatrix::Bt2020 => (0.2627, 0.0593),
-            _ => (0.299, 0.114),
-        };
         let (width, height) = (info.width() as usize, info.height() as usize);
         Self {
             frame,
-            layout,
+            format: layout.format(),
+            subsampled: layout.is_subsampled(),
             width,
             height,
             matrix,
         }
     }
 
-    /// Per plane: the byte values of `color` for each component, and which components to write.
     fn plane_values(&self, color: Argb) -> [([u8; 4], [bool; 4]); 3] {
-        match self.layout.kind {
-            Kind::Packed { rgb, .. } => {
-                let mut v = [0u8; 4];
-                let mut m = [false; 4];
-                for (c, offset) in rgb.iter().enumerate() {
-                    v[*offset] = color.rgb()[c] as u8;
-                    m[*offset] = true;
-                }
-                [(v, m), ([0; 4], [false; 4]), ([0; 4], [false; 4])]
-            }
-            Kind::I420 => {
-                let [y, u, v] = color.yuv(self.matrix.0, self.matrix.1);
-                let one = [true, false, false, false];
-                [
-                    ([y, 0, 0, 0], one),
-                    ([u, 0, 0, 0], one),
-                    ([v, 0, 0, 0], one),
-                ]
-            }
-            Kind::Nv12 => {
-                let [y, u, v] = color.yuv(self.matrix.0, self.matrix.1);
-                [
-                    ([y, 0, 0, 0], [true, false, false, false]),
-                    ([u, v, 0, 0], [true, true, false, false]),
-                    ([0; 4], [false; 4]),
-                ]
-            }
-        }
+        plane_values(&self.format, self.matrix, color)
     }
 
     /// Runs `f(samples, components, row_bytes, stride)` on each plane's part of `area`, where
@@ -267,9 +168,9 @@ impl<'a, 'b> Canvas<'a, 'b> {
         &mut self,
         area: Rect,
         select: fn(Rect, usize) -> Rect,
-        mut f: impl FnMut(usize, &mut [u8], usize, Rect, PlaneLayout),
+        mut f: impl FnMut(usize, &mut [u8], usize, Rect, PlaneFormat),
     ) {
-        let area = if self.layout.subsampled() {
+        let area = if self.subsampled {
             area.snap_even()
         } else {
             area
@@ -278,8 +179,7 @@ impl<'a, 'b> Canvas<'a, 'b> {
         if area.is_empty() {
             return;
         }
-        for (index, plane) in self.layout.planes.iter().enumerate() {
-            let Some(plane) = *plane else { continue };
+        for (index, &plane) in self.format.planes.iter().enumerate() {
             let samples = select(area, plane.subsampling);
             let samples = samples.clip(
                 self.width.div_ceil(plane.subsampling),
@@ -308,8 +208,9 @@ impl<'a, 'b> Canvas<'a, 'b> {
                 for y in s.y0..s.y1 {
                     let row = &mut data[y as usize * stride..];
                     for x in s.x0..s.x1 {
-                        let px = &mut row[x as usize * plane.components..][..plane.components];
-                        for c in 0..plane.components {
+                        let px = &mut row[x as usize * plane.bytes_per_sample..]
+                            [..plane.bytes_per_sample];
+                        for c in 0..plane.bytes_per_sample {
                             if mask[c] {
                                 px[c] = blend(px[c], v[c], alpha);
                             }
@@ -322,13 +223,13 @@ impl<'a, 'b> Canvas<'a, 'b> {
 
     /// Draws the outline of `rect`, `thickness` pixels wide, inside the rectangle.
     pub fn outline(&mut self, rect: Rect, thickness: i64, color: Argb) {
-        let t = if self.layout.subsampled() {
+        let t = if self.subsampled {
             (thickness + 1) & !1
         } else {
             thickness
         }
         .max(1);
-        let r = if self.layout.subsampled() {
+        let r = if self.subsampled {
             rect.snap_even()
         } else {
             rect
@@ -392,8 +293,7 @@ impl<'a, 'b> Canvas<'a, 'b> {
         if area.is_empty() {
             return;
         }
-        for (index, plane) in self.layout.planes.iter().enumerate() {
-            let Some(plane) = *plane else { continue };
+        for (index, &plane) in self.format.planes.iter().enumerate() {
             if plane.subsampling != 1 {
                 continue;
             }
@@ -410,9 +310,10 @@ impl<'a, 'b> Canvas<'a, 'b> {
                     if a == 0 {
                         continue;
                     }
-                    let p = &mut data[py as usize * stride + px as usize * plane.components..]
-                        [..plane.components];
-                    for c in 0..plane.components {
+                    let p = &mut data
+                        [py as usize * stride + px as usize * plane.bytes_per_sample..]
+                        [..plane.bytes_per_sample];
+                    for c in 0..plane.bytes_per_sample {
                         if mask[c] {
                             p[c] = blend(p[c], v[c], a);
                         }
@@ -426,7 +327,7 @@ impl<'a, 'b> Canvas<'a, 'b> {
     pub fn pixelate(&mut self, rect: Rect, block: usize) {
         self.for_each_plane(rect, Rect::touching_samples, |_, data, stride, s, plane| {
             let cell = (block / plane.subsampling).max(1) as i64;
-            let n = plane.components;
+            let n = plane.bytes_per_sample;
             let mut y0 = s.y0;
             while y0 < s.y1 {
                 let y1 = (y0 + cell).min(s.y1);
@@ -462,7 +363,7 @@ impl<'a, 'b> Canvas<'a, 'b> {
     pub fn blur(&mut self, rect: Rect, radius: usize) {
         self.for_each_plane(rect, Rect::touching_samples, |_, data, stride, s, plane| {
             let r = (radius / plane.subsampling).max(1);
-            let n = plane.components;
+            let n = plane.bytes_per_sample;
             let (w, h) = ((s.x1 - s.x0) as usize, (s.y1 - s.y0) as usize);
             let mut line = Vec::new();
             for _ in 0..2 {
@@ -514,10 +415,42 @@ mod tests {
 
     #[test]
     fn colours_convert_to_studio_range_yuv() {
-        assert_eq!(Argb(0xffffffff).yuv(0.299, 0.114), [235, 128, 128]);
-        assert_eq!(Argb(0xff000000).yuv(0.299, 0.114), [16, 128, 128]);
-        let [y, u, v] = Argb(0xffff0000).yuv(0.299, 0.114);
+        assert_eq!(Argb(0xffffffff).yuv(YuvMatrix::BT601), [235, 128, 128]);
+        assert_eq!(Argb(0xff000000).yuv(YuvMatrix::BT601), [16, 128, 128]);
+        let [y, u, v] = Argb(0xffff0000).yuv(YuvMatrix::BT601);
         assert_eq!((y, u, v), (81, 90, 240));
+    }
+
+    #[test]
+    fn colours_convert_to_full_range_yuv() {
+        let full = YuvMatrix::BT601.with_full_range(true);
+        assert_eq!(Argb(0xffffffff).yuv(full), [255, 128, 128]);
+        assert_eq!(Argb(0xff000000).yuv(full), [0, 128, 128]);
+        // Y = 0.299·255 = 76.24, U = 128 − 76.24/1.772 = 84.97, V = 128 + 178.76/1.402 → 255.
+        assert_eq!(Argb(0xffff0000).yuv(full), [76, 85, 255]);
+    }
+
+    #[test]
+    fn colour_bytes_go_where_the_table_says() {
+        let canvas_values =
+            |layout: PixelLayout, matrix, color| plane_values(&layout.format(), matrix, color);
+        let red = Argb(0xffff0000);
+        let [(v, m), ..] = canvas_values(PixelLayout::Xbgr, YuvMatrix::BT601, red);
+        assert_eq!((v, m), ([0, 0, 0, 255], [false, true, true, true]));
+        let nv12 = canvas_values(PixelLayout::Nv12, YuvMatrix::BT601, red);
+        assert_eq!(nv12[0], ([81, 0, 0, 0], [true, false, false, false]));
+        assert_eq!(nv12[1], ([90, 240, 0, 0], [true, true, false, false]));
+        assert_eq!(nv12[2].1, [false; 4]);
+        let full = YuvMatrix::BT601.with_full_range(true);
+        let i420 = canvas_values(PixelLayout::I420, full, Argb(0xffffffff));
+        assert_eq!(
+            i420.map(|(v, m)| (v[0], m)),
+            [
+                (255, [true, false, false, false]),
+                (128, [true, false, false, false]),
+                (128, [true, false, false, false])
+            ]
+        );
     }
 
     #[test]

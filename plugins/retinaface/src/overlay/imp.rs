@@ -4,11 +4,12 @@ use glib::subclass::prelude::*;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 use gst_base::subclass::prelude::*;
+use retinaface::{PixelLayout, YuvMatrix};
 
 use super::Mode;
-use super::canvas::{Argb, Canvas, Layout, Rect};
+use super::canvas::{Argb, Canvas, Rect};
 use super::label;
-use crate::facemeta;
+use crate::{facemeta, videoformat};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -56,8 +57,9 @@ impl Default for Settings {
 #[derive(Default)]
 pub struct RetinaFaceOverlay {
     settings: Mutex<Settings>,
-    /// Negotiated caps and how to draw on them.
-    state: Mutex<Option<(gst_video::VideoInfo, Layout)>>,
+    /// Negotiated caps and how to draw on them: pixel layout, and the matrix and range of the
+    /// caps' colorimetry that colours are written in.
+    state: Mutex<Option<(gst_video::VideoInfo, PixelLayout, YuvMatrix)>>,
     /// The label font and the path it was loaded from, or why it could not be.
     font: Mutex<Option<(String, Result<ab_glyph::FontArc, String>)>>,
 }
@@ -261,9 +263,16 @@ impl BaseTransformImpl for RetinaFaceOverlay {
     fn set_caps(&self, incaps: &gst::Caps, _outcaps: &gst::Caps) -> Result<(), gst::LoggableError> {
         let info = gst_video::VideoInfo::from_caps(incaps)
             .map_err(|_| gst::loggable_error!(CAT, "cannot parse video caps {incaps}"))?;
-        let layout = Layout::for_format(info.format())
+        let layout = videoformat::pixel_layout(info.format())
             .ok_or_else(|| gst::loggable_error!(CAT, "unsupported format {:?}", info.format()))?;
-        *self.state.lock().unwrap() = Some((info, layout));
+        let matrix = videoformat::yuv_matrix(&info.colorimetry());
+        gst::debug!(
+            CAT,
+            imp = self,
+            "drawing on {:?} with {matrix:?}",
+            info.format()
+        );
+        *self.state.lock().unwrap() = Some((info, layout, matrix));
         Ok(())
     }
 
@@ -273,7 +282,7 @@ impl BaseTransformImpl for RetinaFaceOverlay {
         if faces.is_empty() || settings.mode == Mode::None {
             return Ok(gst::FlowSuccess::Ok);
         }
-        let (info, layout) = self
+        let (info, layout, matrix) = self
             .state
             .lock()
             .unwrap()
@@ -297,7 +306,7 @@ impl BaseTransformImpl for RetinaFaceOverlay {
         } else {
             None
         };
-        let mut canvas = Canvas::new(&mut frame, layout);
+        let mut canvas = Canvas::new(&mut frame, layout, matrix);
         for face in &faces {
             let rect = Rect::new(face.x, face.y, face.width, face.height);
             let size = face.width.max(face.height);
