@@ -200,7 +200,16 @@ mod tests {
         let endless = (0..).map(batch);
         let mut on = on_device(endless, 2, ModelContract::default(), Device::Cpu);
         assert_eq!(on.next().map(|b| b.index), Some(0));
-        drop(on); // joins the thread: returns only if it stops
+        // Dropping joins the upload thread, so it returns only if that thread stops: drop on a
+        // thread of its own and give it a deadline, so a regression fails instead of hanging.
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            drop(on);
+            let _ = done_tx.send(());
+        });
+        done_rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("the upload thread did not stop within 30 s of the iterator's drop");
     }
 
     #[test]

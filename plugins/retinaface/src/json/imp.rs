@@ -1,5 +1,7 @@
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::Write;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::fs::FileTypeExt;
 use std::sync::{LazyLock, Mutex};
 
 use glib::subclass::prelude::*;
@@ -30,8 +32,106 @@ impl Default for Settings {
     }
 }
 
+/// Where the lines go, opened in `start()`. Unbuffered: each line is handed to the kernel in one
+/// `write_all` as soon as it is complete, so a killed process loses at most the line in flight.
+struct Output {
+    file: File,
+    /// What messages call it: the path, or "standard output".
+    name: String,
+    /// Bytes written so far, when `file` is a regular file this element created: on a failed write
+    /// the file is cut back to this length so that it never ends in a partial line.
+    written: Option<u64>,
+}
+
+impl Output {
+    fn open(location: &str) -> Result<Self, gst::ErrorMessage> {
+        if location == "-" {
+            return Self::stdout();
+        }
+        let file = File::create(location).map_err(|e| {
+            gst::error_msg!(
+                gst::ResourceError::OpenWrite,
+                ("cannot open {location} for writing: {e}")
+            )
+        })?;
+        let regular = file.metadata().is_ok_and(|m| m.file_type().is_file());
+        Ok(Self {
+            file,
+            name: location.to_string(),
+            written: regular.then_some(0),
+        })
+    }
+
+    /// A duplicate of file descriptor 1, bypassing Rust's `Stdout` (which reports success when
+    /// descriptor 1 is closed). A process started with its standard output closed gets descriptor
+    /// 1 reused for whatever it opens first (in gst-launch-1.0, one of GStreamer's internal
+    /// sockets, which would fill up and block the pipeline): refuse those.
+    fn stdout() -> Result<Self, gst::ErrorMessage> {
+        let error = |why: &dyn std::fmt::Display| {
+            gst::error_msg!(
+                gst::ResourceError::OpenWrite,
+                ("cannot write to standard output: {why}")
+            )
+        };
+        let stdout = std::io::stdout();
+        let fd = stdout.as_fd();
+        let file = File::from(fd.try_clone_to_owned().map_err(|e| error(&e))?);
+        let kind = file.metadata().map_err(|e| error(&e))?.file_type();
+        let usable = kind.is_file()
+            || kind.is_fifo()
+            || kind.is_char_device()
+            || kind.is_block_device()
+            || (kind.is_socket() && socket_peer_pid(fd) != Some(std::process::id()));
+        if !usable {
+            return Err(error(
+                &"it was closed when the program started (file descriptor 1 now belongs to \
+                  something the program opened itself); start the program with its standard \
+                  output open, or set location to a file",
+            ));
+        }
+        Ok(Self {
+            file,
+            name: "standard output".into(),
+            written: None,
+        })
+    }
+
+    fn write_line(&mut self, line: &[u8]) -> std::io::Result<()> {
+        match self.file.write_all(line) {
+            Ok(()) => {
+                if let Some(written) = &mut self.written {
+                    *written += line.len() as u64;
+                }
+                Ok(())
+            }
+            Err(e) => {
+                if let Some(written) = self.written {
+                    // Best effort: a full disk may have taken part of the line.
+                    let _ = self.file.set_len(written);
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Process id of the peer of a Unix socket (`SO_PEERCRED`): for a socket pair, the process that
+/// created it. `None` when unknown.
+#[cfg(target_os = "linux")]
+fn socket_peer_pid(fd: BorrowedFd<'_>) -> Option<u32> {
+    use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+    let pid = getsockopt(&fd, PeerCredentials).ok()?.pid();
+    u32::try_from(pid).ok().filter(|p| *p > 0)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn socket_peer_pid(_fd: BorrowedFd<'_>) -> Option<u32> {
+    None
+}
+
 struct State {
-    writer: Box<dyn Write + Send>,
+    /// `None` once a write failed: the error was posted, later buffers fail quietly.
+    output: Option<Output>,
     info: Option<gst_video::VideoInfo>,
     frame: u64,
 }
@@ -118,6 +218,25 @@ impl ElementImpl for RetinaFaceJson {
     }
 }
 
+impl State {
+    /// Flushes the output; on failure closes it and hands it back with the error.
+    fn flush(&mut self) -> Option<(Output, std::io::Error)> {
+        let e = self.output.as_mut()?.file.flush().err()?;
+        Some((self.output.take()?, e))
+    }
+}
+
+impl RetinaFaceJson {
+    /// Posts the one ERROR message of a failed output (called without the state lock held).
+    fn post_write_error(&self, output: &Output, e: &std::io::Error) {
+        gst::element_imp_error!(
+            self,
+            gst::ResourceError::Write,
+            ("cannot write to {}: {e}", output.name)
+        );
+    }
+}
+
 impl BaseTransformImpl for RetinaFaceJson {
     const MODE: gst_base::subclass::BaseTransformMode =
         gst_base::subclass::BaseTransformMode::AlwaysInPlace;
@@ -126,19 +245,9 @@ impl BaseTransformImpl for RetinaFaceJson {
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         let location = self.settings.lock().unwrap().location.clone();
-        let writer: Box<dyn Write + Send> = if location == "-" {
-            Box::new(std::io::stdout())
-        } else {
-            let file = File::create(&location).map_err(|e| {
-                gst::error_msg!(
-                    gst::ResourceError::OpenWrite,
-                    ("cannot open '{location}' for writing: {e}")
-                )
-            })?;
-            Box::new(BufWriter::new(file))
-        };
+        let output = Output::open(&location)?;
         *self.state.lock().unwrap() = Some(State {
-            writer,
+            output: Some(output),
             info: None,
             frame: 0,
         });
@@ -146,10 +255,11 @@ impl BaseTransformImpl for RetinaFaceJson {
     }
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
-        if let Some(mut state) = self.state.lock().unwrap().take() {
-            state.writer.flush().map_err(|e| {
-                gst::error_msg!(gst::ResourceError::Write, ("cannot write JSON lines: {e}"))
-            })?;
+        // Never fails: an earlier write error was posted already, and failing here would leave the
+        // pads active and the pipeline unable to reach NULL. Dropping the state closes the output.
+        let state = self.state.lock().unwrap().take();
+        if let Some((output, e)) = state.and_then(|mut state| state.flush()) {
+            self.post_write_error(&output, &e);
         }
         Ok(())
     }
@@ -164,16 +274,12 @@ impl BaseTransformImpl for RetinaFaceJson {
     }
 
     fn sink_event(&self, event: gst::Event) -> bool {
-        // Make the file complete before EOS reaches the application.
-        if let gst::EventView::Eos(_) = event.view()
-            && let Some(state) = self.state.lock().unwrap().as_mut()
-            && let Err(e) = state.writer.flush()
-        {
-            gst::element_imp_error!(
-                self,
-                gst::ResourceError::Write,
-                ("cannot write JSON lines: {e}")
-            );
+        // Lines are written unbuffered; the flush only matters should that ever change.
+        if let gst::EventView::Eos(_) = event.view() {
+            let failure = self.state.lock().unwrap().as_mut().and_then(State::flush);
+            if let Some((output, e)) = failure {
+                self.post_write_error(&output, &e);
+            }
         }
         self.parent_sink_event(event)
     }
@@ -183,27 +289,28 @@ impl BaseTransformImpl for RetinaFaceJson {
         buf: &gst::Buffer,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
         let faces = facemeta::read(buf);
-        let mut guard = self.state.lock().unwrap();
-        let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
-        let info = state.info.as_ref().ok_or(gst::FlowError::NotNegotiated)?;
-        let line = Line {
-            frame: state.frame,
-            pts: buf.pts().map(gst::ClockTime::nseconds),
-            width: info.width(),
-            height: info.height(),
-            faces: &faces,
+        let (output, e) = {
+            let mut guard = self.state.lock().unwrap();
+            let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
+            let info = state.info.as_ref().ok_or(gst::FlowError::NotNegotiated)?;
+            let line = Line {
+                frame: state.frame,
+                pts: buf.pts().map(gst::ClockTime::nseconds),
+                width: info.width(),
+                height: info.height(),
+                faces: &faces,
+            };
+            let mut text = serde_json::to_vec(&line).expect("plain numbers and arrays serialize");
+            text.push(b'\n');
+            state.frame += 1;
+            // `None`: the write error was posted already.
+            let output = state.output.as_mut().ok_or(gst::FlowError::Error)?;
+            match output.write_line(&text) {
+                Ok(()) => return Ok(gst::FlowSuccess::Ok),
+                Err(e) => (state.output.take().expect("open output"), e),
+            }
         };
-        state.frame += 1;
-        let mut text = serde_json::to_string(&line).expect("plain numbers and arrays serialize");
-        text.push('\n');
-        state.writer.write_all(text.as_bytes()).map_err(|e| {
-            gst::element_imp_error!(
-                self,
-                gst::ResourceError::Write,
-                ("cannot write JSON lines: {e}")
-            );
-            gst::FlowError::Error
-        })?;
-        Ok(gst::FlowSuccess::Ok)
+        self.post_write_error(&output, &e);
+        Err(gst::FlowError::Error)
     }
 }

@@ -8,6 +8,11 @@
 //!
 //! Line schema: `{"frame": n, "pts": ns|null, "width": w, "height": h, "faces": [{"x", "y",
 //! "width", "height", "score", "landmarks": [[x, y] × 5]}]}`, all in the buffer's pixels.
+//!
+//! Each line is written whole, unbuffered, as its buffer passes: a killed process leaves only
+//! complete lines. A failed open or write (full disk, reader gone, standard output closed) posts
+//! one ERROR naming the file or "standard output" and the OS error, fails the flow, and still
+//! lets the pipeline stop and reach NULL.
 
 use glib::prelude::*;
 

@@ -85,6 +85,19 @@ impl Rect {
         }
     }
 
+    fn intersects(&self, other: &Rect) -> bool {
+        self.x0 < other.x1 && other.x0 < self.x1 && self.y0 < other.y1 && other.y0 < self.y1
+    }
+
+    fn union(self, other: Rect) -> Rect {
+        Rect {
+            x0: self.x0.min(other.x0),
+            y0: self.y0.min(other.y0),
+            x1: self.x1.max(other.x1),
+            y1: self.y1.max(other.y1),
+        }
+    }
+
     fn is_empty(&self) -> bool {
         self.x0 >= self.x1 || self.y0 >= self.y1
     }
@@ -380,6 +393,95 @@ impl<'a, 'b> Canvas<'a, 'b> {
     }
 }
 
+impl Canvas<'_, '_> {
+    /// Blurs or pixelates a group of overlapping areas in one pass over its bounding box, then
+    /// puts back every sample outside the members, so exactly the samples that anonymising each
+    /// member alone would touch change (a face's neighbourhood stays as it was).
+    pub fn anonymise(&mut self, group: &Group, how: Anonymise) {
+        let (subsampled, width, height) = (self.subsampled, self.width, self.height);
+        let area = move |r: Rect| {
+            let r = if subsampled { r.snap_even() } else { r };
+            r.clip(width, height)
+        };
+        let bounds = area(group.bounds);
+        if bounds.is_empty() {
+            return;
+        }
+        // Per plane: the samples of the bounding box as they were, and which of them belong to a
+        // member (2-D difference array: O(box + members), not O(box × members)).
+        let mut saved = Vec::new();
+        self.for_each_plane(
+            bounds,
+            Rect::touching_samples,
+            |_, data, stride, s, plane| {
+                let (w, h) = ((s.x1 - s.x0) as usize, (s.y1 - s.y0) as usize);
+                let n = plane.bytes_per_sample;
+                let mut coverage = vec![0i32; (w + 1) * (h + 1)];
+                for member in &group.members {
+                    let m = area(*member).touching_samples(plane.subsampling);
+                    let (x0, x1) = (m.x0.clamp(s.x0, s.x1), m.x1.clamp(s.x0, s.x1));
+                    let (y0, y1) = (m.y0.clamp(s.y0, s.y1), m.y1.clamp(s.y0, s.y1));
+                    if x0 >= x1 || y0 >= y1 {
+                        continue;
+                    }
+                    let at = |x: i64, y: i64| (y - s.y0) as usize * (w + 1) + (x - s.x0) as usize;
+                    coverage[at(x0, y0)] += 1;
+                    coverage[at(x1, y0)] -= 1;
+                    coverage[at(x0, y1)] -= 1;
+                    coverage[at(x1, y1)] += 1;
+                }
+                for y in 0..=h {
+                    for x in 0..=w {
+                        let mut v = coverage[y * (w + 1) + x];
+                        if x > 0 {
+                            v += coverage[y * (w + 1) + x - 1];
+                        }
+                        if y > 0 {
+                            v += coverage[(y - 1) * (w + 1) + x];
+                        }
+                        if x > 0 && y > 0 {
+                            v -= coverage[(y - 1) * (w + 1) + x - 1];
+                        }
+                        coverage[y * (w + 1) + x] = v;
+                    }
+                }
+                let rows: Vec<u8> = (0..h)
+                    .flat_map(|y| {
+                        let start = (s.y0 as usize + y) * stride + s.x0 as usize * n;
+                        data[start..start + w * n].iter().copied()
+                    })
+                    .collect();
+                saved.push((rows, coverage));
+            },
+        );
+        match how {
+            Anonymise::Blur => self.blur(bounds, group.strength),
+            Anonymise::Pixelate => self.pixelate(bounds, group.strength),
+        }
+        let mut saved = saved.into_iter();
+        self.for_each_plane(
+            bounds,
+            Rect::touching_samples,
+            |_, data, stride, s, plane| {
+                let Some((rows, coverage)) = saved.next() else {
+                    return;
+                };
+                let (w, h) = ((s.x1 - s.x0) as usize, (s.y1 - s.y0) as usize);
+                let n = plane.bytes_per_sample;
+                for y in 0..h {
+                    for x in 0..w {
+                        if coverage[y * (w + 1) + x] == 0 {
+                            let at = (s.y0 as usize + y) * stride + (s.x0 as usize + x) * n;
+                            let from = (y * w + x) * n;
+                            data[at..at + n].copy_from_slice(&rows[from..from + n]);
+                        }
+                    }
+                }
+            },
+        );
+    }
+}
+
 /// Moving-average blur of `len` samples of `n` components, `pitch` bytes apart, edges clamped.
 fn box_blur_line(
     data: &mut [u8],
@@ -407,6 +509,58 @@ fn box_blur_line(
 
 fn blend(under: u8, over: u8, alpha: u32) -> u8 {
     ((over as u32 * alpha + under as u32 * (255 - alpha) + 127) / 255) as u8
+}
+
+/// Groups areas that overlap (directly or through others) and returns, per group, its bounding
+/// box, its members and the largest `strength` (blur radius or block size). Groups are disjoint,
+/// so anonymising them group by group ([`Canvas::anonymise`]) costs work bounded by the frame's
+/// area however many faces there are: hundreds of overlapping candidates at a threshold near 0
+/// would otherwise blur the same pixels hundreds of times.
+pub fn merge_overlapping(areas: Vec<(Rect, usize)>) -> Vec<Group> {
+    let mut groups: Vec<Group> = Vec::new();
+    for (rect, strength) in areas {
+        let mut group = Group {
+            bounds: rect,
+            members: vec![rect],
+            strength,
+        };
+        // Absorb every group this one touches; its grown bounding box may touch groups that were
+        // checked earlier, so repeat until nothing changes.
+        loop {
+            let before = groups.len();
+            let mut i = 0;
+            while i < groups.len() {
+                if groups[i].bounds.intersects(&group.bounds) {
+                    let other = groups.swap_remove(i);
+                    group.bounds = group.bounds.union(other.bounds);
+                    group.members.extend(other.members);
+                    group.strength = group.strength.max(other.strength);
+                } else {
+                    i += 1;
+                }
+            }
+            if groups.len() == before {
+                break;
+            }
+        }
+        groups.push(group);
+    }
+    groups
+}
+
+/// Areas anonymised together: see [`merge_overlapping`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    pub bounds: Rect,
+    pub members: Vec<Rect>,
+    pub strength: usize,
+}
+
+/// How [`Canvas::anonymise`] hides a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Anonymise {
+    Blur,
+    Pixelate,
 }
 
 #[cfg(test)]
@@ -502,6 +656,48 @@ mod tests {
                 x1: 6,
                 y1: 6
             }
+        );
+    }
+
+    #[test]
+    fn overlapping_areas_group_into_disjoint_bounding_boxes() {
+        let r = |x0, y0, x1, y1| Rect { x0, y0, x1, y1 };
+        let summary = |groups: Vec<Group>| {
+            let mut v: Vec<(Rect, usize, usize)> = groups
+                .into_iter()
+                .map(|g| (g.bounds, g.members.len(), g.strength))
+                .collect();
+            v.sort_by_key(|(r, _, _)| (r.x0, r.y0));
+            v
+        };
+        // A chain: a touches c, c touches b; d stays alone.
+        let groups = merge_overlapping(vec![
+            (r(0, 0, 10, 10), 2),
+            (r(20, 0, 30, 10), 3),
+            (r(8, 5, 22, 8), 5),
+            (r(50, 50, 60, 60), 1),
+        ]);
+        assert_eq!(
+            summary(groups),
+            vec![(r(0, 0, 30, 10), 3, 5), (r(50, 50, 60, 60), 1, 1)]
+        );
+        // Touching edges (half-open rectangles) do not overlap.
+        assert_eq!(
+            merge_overlapping(vec![(r(0, 0, 10, 10), 1), (r(10, 0, 20, 10), 1)]).len(),
+            2
+        );
+        // A bounding box grown by one merge can swallow a group met earlier in the list.
+        let groups = merge_overlapping(vec![
+            (r(0, 20, 5, 25), 1),
+            (r(0, 0, 10, 10), 1),
+            (r(8, 8, 12, 30), 1),
+        ]);
+        assert_eq!(summary(groups), vec![(r(0, 0, 12, 30), 3, 1)]);
+        // 500 heavily overlapping areas become one group.
+        let many = (0..500).map(|i| (r(i, i, i + 40, i + 40), 2)).collect();
+        assert_eq!(
+            summary(merge_overlapping(many)),
+            vec![(r(0, 0, 539, 539), 500, 2)]
         );
     }
 

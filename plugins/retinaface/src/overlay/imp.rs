@@ -7,7 +7,7 @@ use gst_base::subclass::prelude::*;
 use retinaface::{PixelLayout, YuvMatrix};
 
 use super::Mode;
-use super::canvas::{Argb, Canvas, Rect};
+use super::canvas::{Anonymise, Argb, Canvas, Rect, merge_overlapping};
 use super::label;
 use crate::{facemeta, videoformat};
 
@@ -230,6 +230,41 @@ impl ElementImpl for RetinaFaceOverlay {
 }
 
 impl RetinaFaceOverlay {
+    /// Box outline, score label and landmark dots of one face.
+    fn draw(
+        &self,
+        canvas: &mut Canvas,
+        settings: &Settings,
+        font: Option<&ab_glyph::FontArc>,
+        face: &facemeta::FaceRecord,
+    ) {
+        let rect = Rect::new(face.x, face.y, face.width, face.height);
+        canvas.outline(rect, settings.thickness as i64, Argb(settings.box_color));
+        if let (Some(font), Some(score)) = (font, face.score) {
+            let text = format!("{score:.2}");
+            let bar = Argb(settings.box_color);
+            label::draw(
+                canvas,
+                font,
+                rect,
+                &text,
+                settings.font_size as f32,
+                bar,
+                Argb(0xff000000),
+            );
+        }
+        if settings.draw_landmarks {
+            for [x, y] in &face.landmarks {
+                canvas.dot(
+                    *x,
+                    *y,
+                    settings.landmark_radius as i64,
+                    Argb(settings.landmark_color),
+                );
+            }
+        }
+    }
+
     /// The label font, loaded once per path; a font that cannot be loaded is reported once as a
     /// WARNING and labels are skipped.
     fn font(&self, path: &str) -> Option<ab_glyph::FontArc> {
@@ -307,56 +342,38 @@ impl BaseTransformImpl for RetinaFaceOverlay {
             None
         };
         let mut canvas = Canvas::new(&mut frame, layout, matrix);
-        for face in &faces {
-            let rect = Rect::new(face.x, face.y, face.width, face.height);
-            let size = face.width.max(face.height);
-            match settings.mode {
-                Mode::Draw => {
-                    canvas.outline(rect, settings.thickness as i64, Argb(settings.box_color));
-                    if let (Some(font), Some(score)) = (&font, face.score) {
-                        let text = format!("{score:.2}");
-                        let bar = Argb(settings.box_color);
-                        label::draw(
-                            &mut canvas,
-                            font,
-                            rect,
-                            &text,
-                            settings.font_size as f32,
-                            bar,
-                            Argb(0xff000000),
-                        );
-                    }
-                    if settings.draw_landmarks {
-                        for [x, y] in &face.landmarks {
-                            canvas.dot(
-                                *x,
-                                *y,
-                                settings.landmark_radius as i64,
-                                Argb(settings.landmark_color),
-                            );
-                        }
-                    }
+        match settings.mode {
+            Mode::Draw => {
+                for face in &faces {
+                    self.draw(&mut canvas, &settings, font.as_ref(), face);
                 }
-                Mode::Blur | Mode::Pixelate => {
-                    let area = rect.grow((size * settings.margin).round() as i64);
-                    if settings.mode == Mode::Blur {
-                        let radius = if settings.blur_radius > 0 {
-                            settings.blur_radius as usize
-                        } else {
-                            (size / 6.0).max(2.0) as usize
-                        };
-                        canvas.blur(area, radius);
-                    } else {
-                        let block = if settings.pixel_size > 0 {
-                            settings.pixel_size as usize
-                        } else {
-                            (size / 8.0).max(2.0) as usize
-                        };
-                        canvas.pixelate(area, block);
-                    }
-                }
-                Mode::None => {}
             }
+            Mode::Blur | Mode::Pixelate => {
+                let areas = faces
+                    .iter()
+                    .map(|face| {
+                        let rect = Rect::new(face.x, face.y, face.width, face.height);
+                        let size = face.width.max(face.height);
+                        let strength =
+                            match (settings.mode, settings.blur_radius, settings.pixel_size) {
+                                (Mode::Blur, 0, _) => (size / 6.0).max(2.0) as usize,
+                                (Mode::Blur, radius, _) => radius as usize,
+                                (_, _, 0) => (size / 8.0).max(2.0) as usize,
+                                (_, _, block) => block as usize,
+                            };
+                        (rect.grow((size * settings.margin).round() as i64), strength)
+                    })
+                    .collect();
+                let how = if settings.mode == Mode::Blur {
+                    Anonymise::Blur
+                } else {
+                    Anonymise::Pixelate
+                };
+                for group in merge_overlapping(areas) {
+                    canvas.anonymise(&group, how);
+                }
+            }
+            Mode::None => {}
         }
         Ok(gst::FlowSuccess::Ok)
     }
