@@ -5,6 +5,9 @@
 //! ```text
 //! scripts/soak.sh [--frames 100000] [--cycles 1000] [--size 320x240] [--interval 3]
 //! ```
+//!
+//! The detector runs at the frame's native size (`inference-size=0`), so the frame size sets the
+//! cost per analysed frame.
 
 use std::time::{Duration, Instant};
 
@@ -17,6 +20,8 @@ struct Args {
     height: u32,
     interval: u32,
     image: String,
+    /// Elements between the source and the sink in each cycle.
+    cycle_elements: String,
 }
 
 fn parse_args() -> Args {
@@ -26,6 +31,7 @@ fn parse_args() -> Args {
         width: 320,
         height: 240,
         interval: 3,
+        cycle_elements: "retinafacedetect inference-size=0 ! retinafaceoverlay mode=blur ! retinafacejson location=JSON".into(),
         image: format!(
             "{}/media/sample1.jpg",
             std::env::var("RETINAFACE_DATA")
@@ -40,6 +46,7 @@ fn parse_args() -> Args {
             "--cycles" => args.cycles = value().parse().expect("--cycles N"),
             "--interval" => args.interval = value().parse().expect("--interval N"),
             "--image" => args.image = value(),
+            "--cycle-elements" => args.cycle_elements = value(),
             "--size" => {
                 let v = value();
                 let (w, h) = v.split_once('x').expect("--size WxH");
@@ -114,7 +121,7 @@ fn main() {
     // Part 1: a long stream. Memory is taken after a warm-up (model loaded, pools filled), then
     // at the end of the stream, before the pipeline is torn down.
     let description = format!(
-        "{} ! retinafacedetect interval={} ! identity name=probe ! retinafaceoverlay mode=blur ! \
+        "{} ! retinafacedetect inference-size=0 interval={} ! identity name=probe ! retinafaceoverlay mode=blur ! \
          retinafacejson location={} ! fakesink sync=false",
         source(args.frames),
         args.interval,
@@ -172,25 +179,26 @@ fn main() {
     report(&format!("after {frames} frames"), end);
     growth("stream", warm, end);
 
-    // Part 2: the same kind of pipeline (a fresh one for each cycle, as applications do when a
-    // camera reconnects) started and stopped many times.
+    // Part 2: one pipeline taken NULL -> PLAYING -> EOS -> NULL many times (the detector loads
+    // its model at every start).
+    let description = format!(
+        "{} ! {} ! fakesink sync=false",
+        source(3),
+        args.cycle_elements
+            .replace("JSON", &json.display().to_string())
+    );
+    let pipeline = gst::parse::launch(&description)
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
     let cycle = |i: u32| {
-        let description = format!(
-            "{} ! retinafacedetect ! retinafaceoverlay mode=blur ! retinafacejson location={} ! fakesink sync=false",
-            source(3),
-            json.display()
-        );
-        let pipeline = gst::parse::launch(&description)
-            .unwrap()
-            .downcast::<gst::Pipeline>()
-            .unwrap();
         pipeline.set_state(gst::State::Playing).unwrap();
         wait_eos(&pipeline, Duration::from_secs(60));
         pipeline
             .set_state(gst::State::Null)
             .unwrap_or_else(|e| panic!("cycle {i}: NULL not reached: {e}"));
     };
-    let warm_cycles = 10.min(args.cycles);
+    let warm_cycles = 50.min(args.cycles);
     for i in 0..warm_cycles {
         cycle(i);
     }
@@ -198,6 +206,9 @@ fn main() {
     let started = Instant::now();
     for i in warm_cycles..args.cycles {
         cycle(i);
+        if (i + 1) % 250 == 0 {
+            report(&format!("  after {} cycles", i + 1), rss_and_threads());
+        }
     }
     let end = rss_and_threads();
     let _ = std::fs::remove_file(&json);

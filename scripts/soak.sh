@@ -4,6 +4,7 @@
 # start and the end of each part (README "Soak" quotes a run).
 #
 #   scripts/soak.sh [--frames 100000] [--cycles 1000] [--size 320x240] [--interval 3] [--image JPG]
+#                   [--cycle-elements "retinafacedetect ! …"]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet --example soak

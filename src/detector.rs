@@ -1,24 +1,28 @@
-//! Frame in, faces out: preprocessing, inference, decoding and NMS around one ONNX session.
+//! Frame in, faces out around one ONNX session: the frame is planned into passes (whole frame,
+//! regions of interest, tiles: [`crate::tiling`]), each pass's crop is preprocessed into a slot
+//! of a batch, batches of equal input size run through the model together, and every slot's
+//! outputs become candidates in frame pixels that one [`finish`] step merges
+//! ([`crate::postprocess`], shared with the trainer).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use ort::session::Session;
 use ort::value::TensorRef;
 
 use crate::contract::{ContractError, ModelContract, TensorInfo};
-use crate::decode::{Face, decode_faces};
-use crate::nms::nms;
+use crate::decode::Face;
+use crate::postprocess::{FinishParams, Limits, Placement, candidates, finish, reduce};
+pub use crate::postprocess::{MAX_FACES, PRE_NMS_TOP_K};
 use crate::preprocess::{Frame, FrameError, InputGeometry, Preprocessor, ScaleFilter};
 use crate::priors::{self, Prior};
 use crate::runtime::{self, RuntimeError, SessionConfig};
+use crate::tiling::{self, PassScale, Rect, Tiling};
 
-/// Candidates kept before NMS, best first: bounds NMS cost at low thresholds (the reference
-/// keeps 5000; at threshold 0 every one of the 16,800 priors of a 640×640 input is a candidate).
-pub const PRE_NMS_TOP_K: usize = 2000;
-/// Faces reported per frame at most, whatever `max_faces` says: bounds metadata and drawing cost
-/// when the threshold is set near 0 (the reference's `keep_top_k` is 750). Real crowds at the
-/// model's input size stay well under it.
-pub const MAX_FACES: usize = 500;
+/// Slots per model run at most: tiles of one frame share a run (fewer, larger matrix products),
+/// but the run's working memory grows with the batch, so a 4K frame's dozens of tiles go in
+/// several runs and memory stays bounded by a few tiles, never by the frame.
+pub const MAX_BATCH: usize = 4;
 
 /// Per-frame detection settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,6 +39,13 @@ pub struct DetectParams {
     pub inference_size: usize,
     /// How the frame is scaled to the inference size.
     pub scale_filter: ScaleFilter,
+    /// Whether regions larger than a tile are tiled ([`crate::tiling`]).
+    pub tiling: Tiling,
+    /// Scale of tiles: 1 = native frame pixels, 2 = upsampled twice (for faces under 16 px).
+    pub tile_scale: f32,
+    /// Regions of interest in frame pixels; empty = the whole frame. Parts outside the frame
+    /// are ignored ([`tiling::clip_regions`] says which).
+    pub regions: Vec<Rect>,
 }
 
 impl Default for DetectParams {
@@ -46,6 +57,9 @@ impl Default for DetectParams {
             min_face_size: 0.0,
             inference_size: 640,
             scale_filter: ScaleFilter::default(),
+            tiling: Tiling::default(),
+            tile_scale: 1.0,
+            regions: Vec::new(),
         }
     }
 }
@@ -70,8 +84,12 @@ pub struct Detector {
     session: Session,
     contract: ModelContract,
     preprocessor: Preprocessor,
-    /// Priors of the last input size; recomputed only when the size changes.
-    priors: ((usize, usize), Vec<Prior>),
+    /// Priors per input size `(height, width)`; a frame uses one size per kind of pass.
+    priors: HashMap<(usize, usize), Vec<Prior>>,
+    /// Batch input tensor, reused between runs.
+    batch: Vec<f32>,
+    /// Whether the model's input has a dynamic batch dimension (else one run per slot).
+    batches: bool,
     /// Non-fatal problems met while loading (e.g. GPU provider fallback).
     pub warnings: Vec<String>,
 }
@@ -111,14 +129,18 @@ impl Detector {
                 })
                 .collect()
         };
+        let inputs = describe(session.inputs());
         contract
-            .check_io(&describe(session.inputs()), &describe(session.outputs()))
+            .check_io(&inputs, &describe(session.outputs()))
             .map_err(contract_err)?;
+        let batches = inputs[0].shape.first().is_some_and(|n| *n < 0);
         Ok(Self {
             session,
             contract,
             preprocessor: Preprocessor::new(),
-            priors: ((0, 0), Vec::new()),
+            priors: HashMap::new(),
+            batch: Vec::new(),
+            batches,
             warnings: loaded.warnings,
         })
     }
@@ -127,25 +149,97 @@ impl Detector {
         &self.contract
     }
 
+    /// Whether several slots go into one model run (the model's batch dimension is dynamic).
+    pub fn batches(&self) -> bool {
+        self.batches
+    }
+
     /// Detects faces on `frame`; boxes and landmarks are in the frame's pixels, best first.
     pub fn detect(
         &mut self,
         frame: &Frame,
         params: &DetectParams,
     ) -> Result<Vec<Face>, DetectorError> {
-        let geometry = InputGeometry::for_frame(frame.width, frame.height, params.inference_size);
-        let (w, h) = (geometry.width, geometry.height);
-        if self.priors.0 != (h, w) {
-            self.priors = ((h, w), priors::generate(&self.contract.priors, h, w));
+        let (regions, _) = tiling::clip_regions(&params.regions, frame.width, frame.height);
+        if regions.is_empty() && !params.regions.is_empty() {
+            // Every region lies outside the frame: nothing to look at.
+            return Ok(Vec::new());
         }
-        let priors = &self.priors.1;
-        let tensor = self
-            .preprocessor
-            .run(frame, geometry, &self.contract, params.scale_filter)?;
-        let infer_err = |e: &dyn std::fmt::Display| DetectorError::Inference(e.to_string());
-        let input =
-            TensorRef::from_array_view(([1usize, 3, h, w], tensor)).map_err(|e| infer_err(&e))?;
+        let passes = tiling::plan(
+            frame.width,
+            frame.height,
+            &regions,
+            params.inference_size,
+            params.tiling,
+            params.tile_scale,
+        );
+        // Passes of equal input size share model runs, in plan order.
+        let mut groups: Vec<(InputGeometry, Vec<(crate::preprocess::Crop, Placement)>)> =
+            Vec::new();
+        for pass in &passes {
+            let crop = frame.crop(pass.crop.x, pass.crop.y, pass.crop.w, pass.crop.h);
+            let geometry = match pass.scale {
+                PassScale::Fit(size) => InputGeometry::for_frame(crop.width, crop.height, size),
+                PassScale::Factor(k) => InputGeometry::scaled(crop.width, crop.height, k),
+            };
+            let placement = Placement {
+                origin: [crop.x as f32, crop.y as f32],
+                scale: geometry.to_frame_scale(crop.width, crop.height),
+                clip: pass.clip.bounds(),
+                keep: pass.keep,
+            };
+            match groups.iter_mut().find(|(g, _)| *g == geometry) {
+                Some((_, members)) => members.push((crop, placement)),
+                None => groups.push((geometry, vec![(crop, placement)])),
+            }
+        }
+        let per_run = if self.batches { MAX_BATCH } else { 1 };
+        let finish_params = FinishParams {
+            nms_threshold: params.nms_threshold,
+            max_faces: params.max_faces,
+            min_face_size: params.min_face_size,
+            limits: Limits::DEPLOYMENT,
+        };
+        let reduce_each = (passes.len() > 1).then_some(&finish_params);
+        let mut faces = Vec::new();
+        for (geometry, members) in &groups {
+            for chunk in members.chunks(per_run) {
+                self.run(chunk, *geometry, params, reduce_each, &mut faces)?;
+            }
+        }
+        Ok(finish(faces, &finish_params))
+    }
+
+    /// One model run over `slots` (crops of one input size); their candidates go into `faces`,
+    /// each slot's [`reduce`]d first when `reduce_each` is given (frames of several passes).
+    fn run(
+        &mut self,
+        slots: &[(crate::preprocess::Crop, Placement)],
+        geometry: InputGeometry,
+        params: &DetectParams,
+        reduce_each: Option<&FinishParams>,
+        faces: &mut Vec<Face>,
+    ) -> Result<(), DetectorError> {
+        let (w, h) = (geometry.width, geometry.height);
+        if self.priors.len() > 16 {
+            // Region sizes changed many times: forget old sizes rather than grow.
+            self.priors.clear();
+        }
         let contract = &self.contract;
+        let priors = self
+            .priors
+            .entry((h, w))
+            .or_insert_with(|| priors::generate(&contract.priors, h, w));
+        let n = slots.len();
+        let slot_len = geometry.slot_len();
+        self.batch.resize(n * slot_len, 0.0);
+        for ((crop, _), slot) in slots.iter().zip(self.batch.chunks_exact_mut(slot_len)) {
+            self.preprocessor
+                .fill(&crop.frame(), geometry, contract, params.scale_filter, slot)?;
+        }
+        let infer_err = |e: &dyn std::fmt::Display| DetectorError::Inference(e.to_string());
+        let input = TensorRef::from_array_view(([n, 3, h, w], self.batch.as_slice()))
+            .map_err(|e| infer_err(&e))?;
         let outputs = self
             .session
             .run(ort::inputs![contract.input.as_str() => input])
@@ -157,9 +251,9 @@ impl Detector {
             let (_, data) = value
                 .try_extract_tensor::<f32>()
                 .map_err(|e| infer_err(&e))?;
-            if data.len() != priors.len() * per_prior {
+            if data.len() != n * priors.len() * per_prior {
                 return Err(infer_err(&format!(
-                    "output '{name}' has {} values for a {w}×{h} input, but the prior layout {:?} gives {} anchors × {per_prior}; \
+                    "output '{name}' has {} values for {n} input(s) of {w}×{h}, but the prior layout {:?} gives {} anchors × {per_prior} each; \
                      the model's retinaface.* metadata does not describe it",
                     data.len(),
                     contract.priors,
@@ -168,40 +262,30 @@ impl Detector {
             }
             Ok(data)
         };
-        let scale = geometry.to_frame_scale(frame.width, frame.height);
-        let mut faces = decode_faces(
-            contract,
-            priors,
+        let (loc, conf, landmarks) = (
             output(&contract.loc, 4)?,
             output(&contract.conf, 2)?,
             output(&contract.landmarks, 10)?,
-            params.confidence_threshold,
-            scale,
         );
-        drop(outputs);
-        let (fw, fh) = (frame.width as f32, frame.height as f32);
-        for f in &mut faces {
-            f.bbox = [
-                f.bbox[0].clamp(0.0, fw),
-                f.bbox[1].clamp(0.0, fh),
-                f.bbox[2].clamp(0.0, fw),
-                f.bbox[3].clamp(0.0, fh),
+        let a = priors.len();
+        for (i, (_, placement)) in slots.iter().enumerate() {
+            let outputs = [
+                &loc[i * a * 4..][..a * 4],
+                &conf[i * a * 2..][..a * 2],
+                &landmarks[i * a * 10..][..a * 10],
             ];
+            let found = candidates(
+                contract,
+                priors,
+                outputs,
+                params.confidence_threshold,
+                placement,
+            );
+            match reduce_each {
+                Some(finish_params) => faces.extend(reduce(found, finish_params)),
+                None => faces.extend(found),
+            }
         }
-        faces.retain(|f| {
-            f.width() >= params.min_face_size.max(f32::MIN_POSITIVE)
-                && f.height() >= params.min_face_size.max(f32::MIN_POSITIVE)
-        });
-        if faces.len() > PRE_NMS_TOP_K {
-            faces.select_nth_unstable_by(PRE_NMS_TOP_K, |a, b| b.score.total_cmp(&a.score));
-            faces.truncate(PRE_NMS_TOP_K);
-        }
-        let mut faces = nms(faces, params.nms_threshold);
-        let limit = match params.max_faces {
-            0 => MAX_FACES,
-            n => n.min(MAX_FACES),
-        };
-        faces.truncate(limit);
-        Ok(faces)
+        Ok(())
     }
 }

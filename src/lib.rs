@@ -10,17 +10,25 @@
 //!   (both directions of conversion) shared by preprocessing and the plugin's overlay.
 //! - [`preprocess`]: video frame (packed RGB or YUV) → model input tensor, with scaling.
 //! - [`runtime`]: loading ONNX Runtime and building sessions with execution-provider fallback.
+//! - [`postprocess`]: the faces of one region (batch slot) in frame pixels, and the finish step
+//!   (NMS, limits) that merges a frame's regions; plugin and trainer share both.
+//! - [`tiling`]: which crops of a frame the model sees (whole frame, regions, tiles).
 //! - [`detector`]: the above put together: frame in, faces out.
+//! - [`engine`]: sessions shared per model/provider/device/threads, request queue, batching
+//!   across streams, async hand-over, live model swap.
 //! - [`track`]: faces across frames: Kalman motion, ByteTrack-style association, stable IDs.
 
 pub mod contract;
 pub mod decode;
 pub mod detector;
+pub mod engine;
 pub mod nms;
 pub mod pixfmt;
+pub mod postprocess;
 pub mod preprocess;
 pub mod priors;
 pub mod runtime;
+pub mod tiling;
 pub mod track;
 
 pub use contract::ModelContract;
@@ -29,4 +37,5 @@ pub use detector::{DetectParams, Detector};
 pub use pixfmt::{PixelLayout, YuvMatrix};
 pub use preprocess::{Frame, Plane, ScaleFilter};
 pub use runtime::{ExecutionProvider, SessionConfig};
+pub use tiling::{Rect, Tiling};
 pub use track::{TrackedFace, Tracker, TrackerConfig};

@@ -4,6 +4,11 @@
 //! `fast_image_resize`, then written as planar float32 in the model's channel order with the
 //! model's mean/std applied. YUV frames (I420, NV12) are scaled plane by plane and converted to
 //! RGB only at the small size, so no full-frame colour conversion is needed.
+//!
+//! A crop of the frame ([`Frame::crop`], no copy) can be written into one slot of a batch tensor
+//! ([`Preprocessor::fill`]): that is how tiles and regions of interest reach the model.
+//! [`Normalisation`] is the one definition of colour order, mean and std for the plugin and the
+//! trainer.
 
 use fast_image_resize::images::{Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
@@ -38,6 +43,74 @@ pub struct Frame<'a> {
     pub matrix: YuvMatrix,
 }
 
+impl<'a> Frame<'a> {
+    /// The `w`×`h` pixels at (`x`, `y`) as a frame of their own, without copying. On chroma-
+    /// subsampled layouts the origin moves down to even coordinates (and the size grows by the
+    /// pixel moved) so that chroma samples stay aligned; the result is clipped to the frame.
+    /// [`Crop::x`]/[`Crop::y`] say where it really starts.
+    pub fn crop(&self, x: usize, y: usize, w: usize, h: usize) -> Crop<'a> {
+        let format = self.layout.format();
+        let align = format
+            .planes
+            .iter()
+            .map(|p| p.subsampling)
+            .max()
+            .unwrap_or(1);
+        let (x0, y0) = (
+            (x.min(self.width.saturating_sub(1)) / align) * align,
+            (y.min(self.height.saturating_sub(1)) / align) * align,
+        );
+        let width = (x + w).min(self.width).saturating_sub(x0).max(1);
+        let height = (y + h).min(self.height).saturating_sub(y0).max(1);
+        let mut planes = [Plane {
+            data: &[][..],
+            stride: 0,
+        }; 3];
+        for (i, (p, f)) in self.planes.iter().zip(format.planes).enumerate() {
+            let offset =
+                (y0 / f.subsampling) * p.stride + (x0 / f.subsampling) * f.bytes_per_sample;
+            planes[i] = Plane {
+                data: p.data.get(offset..).unwrap_or(&[]),
+                stride: p.stride,
+            };
+        }
+        Crop {
+            planes,
+            x: x0,
+            y: y0,
+            width,
+            height,
+            layout: self.layout,
+            matrix: self.matrix,
+        }
+    }
+}
+
+/// Planes of a [`Frame::crop`]; [`Crop::frame`] borrows them as a frame.
+#[derive(Debug, Clone, Copy)]
+pub struct Crop<'a> {
+    planes: [Plane<'a>; 3],
+    /// Where the crop starts in the frame (aligned for subsampled layouts).
+    pub x: usize,
+    pub y: usize,
+    pub width: usize,
+    pub height: usize,
+    layout: PixelLayout,
+    matrix: YuvMatrix,
+}
+
+impl Crop<'_> {
+    pub fn frame(&self) -> Frame<'_> {
+        Frame {
+            layout: self.layout,
+            width: self.width,
+            height: self.height,
+            planes: &self.planes[..self.layout.planes()],
+            matrix: self.matrix,
+        }
+    }
+}
+
 /// Where the scaled frame sits in the model input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InputGeometry {
@@ -68,6 +141,23 @@ impl InputGeometry {
             content_width: cw,
             content_height: ch,
         }
+    }
+
+    /// `width`×`height` scaled by `scale` (tiles: 1 = native pixels, 2 = upsampled twice).
+    pub fn scaled(width: usize, height: usize, scale: f32) -> Self {
+        let side = |v: usize| ((v as f64 * scale as f64).round() as usize).max(1);
+        let (cw, ch) = (side(width), side(height));
+        Self {
+            width: cw.max(MIN_INPUT_SIDE),
+            height: ch.max(MIN_INPUT_SIDE),
+            content_width: cw,
+            content_height: ch,
+        }
+    }
+
+    /// Floats of one `[3, height, width]` tensor (one batch slot).
+    pub fn slot_len(&self) -> usize {
+        3 * self.width * self.height
     }
 
     /// Multipliers from normalised tensor coordinates to frame pixels, `[x, y]`.
@@ -111,9 +201,8 @@ pub struct Preprocessor {
     scaler: Scaler,
     /// Scaled planes (packed pixels, or Y / U / V), reused between frames.
     scaled: [Vec<u8>; 3],
+    /// The tensor [`Preprocessor::run`] returns.
     tensor: Vec<f32>,
-    /// Geometry `tensor` was laid out for.
-    geometry: Option<InputGeometry>,
     /// Source byte offset of each tensor column, for nearest sampling of packed pixels.
     columns: Vec<usize>,
 }
@@ -131,39 +220,57 @@ impl Preprocessor {
         contract: &ModelContract,
         filter: ScaleFilter,
     ) -> Result<&[f32], FrameError> {
+        let mut tensor = std::mem::take(&mut self.tensor);
+        tensor.resize(geometry.slot_len(), 0.0);
+        let result = self.fill(frame, geometry, contract, filter, &mut tensor);
+        self.tensor = tensor;
+        result.map(|()| self.tensor.as_slice())
+    }
+
+    /// Writes `frame` scaled to `geometry` into `slot` (`[3, height, width]`, e.g. one slot of a
+    /// batch tensor); the padding is set to zero (= the mean colour).
+    pub fn fill(
+        &mut self,
+        frame: &Frame,
+        geometry: InputGeometry,
+        contract: &ModelContract,
+        filter: ScaleFilter,
+        slot: &mut [f32],
+    ) -> Result<(), FrameError> {
         check_frame(frame)?;
-        if self.geometry != Some(geometry) {
-            // Padding stays zero (= the mean colour); the content area is overwritten per frame.
-            self.tensor.clear();
-            self.tensor
-                .resize(3 * geometry.width * geometry.height, 0.0);
-            self.geometry = Some(geometry);
+        if slot.len() != geometry.slot_len() {
+            return Err(FrameError(format!(
+                "tensor slot holds {} values, a {}×{} input needs {}",
+                slot.len(),
+                geometry.width,
+                geometry.height,
+                geometry.slot_len()
+            )));
         }
+        clear_padding(slot, geometry);
         self.scaler.algorithm = filter.algorithm();
-        // Tensor channel c holds colour `color_of_channel[c]` (0 = R, 1 = G, 2 = B).
-        let color_of_channel = match contract.color_order {
-            ColorOrder::Rgb => [0, 1, 2],
-            ColorOrder::Bgr => [2, 1, 0],
-        };
+        let n = Normalisation::for_contract(contract);
+        let color_of_channel = n.color_of_channel;
         let norm: [Normalise; 3] = std::array::from_fn(|c| Normalise {
-            mean: contract.mean[c],
-            inv_std: 1.0 / contract.std[c],
+            mean: n.mean[c],
+            inv_std: n.inv_std[c],
         });
         match (filter, frame.layout.packed()) {
             // Packed pixels: sample and normalise in one pass, reading the frame once, sparsely.
             (ScaleFilter::Nearest, Some((bpp, offsets))) => {
-                self.nearest_packed(frame, geometry, bpp, offsets, color_of_channel, norm)
+                self.nearest_packed(frame, geometry, bpp, offsets, color_of_channel, norm, slot)
             }
             (ScaleFilter::Bilinear, Some((bpp, offsets))) => {
-                self.packed(frame, geometry, bpp, offsets, color_of_channel, norm)?
+                self.packed(frame, geometry, bpp, offsets, color_of_channel, norm, slot)?
             }
             // YUV: scaling each plane with SIMD and converting contiguous rows is faster than
             // gathering three planes per pixel.
-            (_, None) => self.yuv(frame, geometry, color_of_channel, norm)?,
+            (_, None) => self.yuv(frame, geometry, color_of_channel, norm, slot)?,
         }
-        Ok(&self.tensor)
+        Ok(())
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn packed(
         &mut self,
         frame: &Frame,
@@ -172,6 +279,7 @@ impl Preprocessor {
         offsets: [usize; 3],
         color_of_channel: [usize; 3],
         norm: [Normalise; 3],
+        tensor: &mut [f32],
     ) -> Result<(), FrameError> {
         let pixel_type = if bpp == 3 {
             PixelType::U8x3
@@ -189,7 +297,7 @@ impl Preprocessor {
                 (out.as_slice(), g.content_width * bpp)
             };
         let byte_offset: [usize; 3] = std::array::from_fn(|c| offsets[color_of_channel[c]]);
-        tensor_rows(&mut self.tensor, g).for_each(|(y, outs)| {
+        tensor_rows(tensor, g).for_each(|(y, outs)| {
             let row = &src[y * src_stride..][..g.content_width * bpp];
             for (c, out) in outs.into_iter().enumerate() {
                 match bpp {
@@ -202,6 +310,7 @@ impl Preprocessor {
     }
 
     /// Nearest-neighbour sampling of packed pixels straight from the frame into the tensor.
+    #[allow(clippy::too_many_arguments)]
     fn nearest_packed(
         &mut self,
         frame: &Frame,
@@ -210,6 +319,7 @@ impl Preprocessor {
         offsets: [usize; 3],
         color_of_channel: [usize; 3],
         norm: [Normalise; 3],
+        tensor: &mut [f32],
     ) {
         // Source column of each output column: the pixel whose centre is nearest.
         let source = |out: usize, out_len: usize, src_len: usize| {
@@ -220,7 +330,7 @@ impl Preprocessor {
             .extend((0..g.content_width).map(|x| source(x, g.content_width, frame.width) * bpp));
         let columns = &self.columns;
         let byte_offset: [usize; 3] = std::array::from_fn(|c| offsets[color_of_channel[c]]);
-        tensor_rows(&mut self.tensor, g).for_each(|(y, outs)| {
+        tensor_rows(tensor, g).for_each(|(y, outs)| {
             let row = frame.planes[0].row(source(y, g.content_height, frame.height));
             for (c, out) in outs.into_iter().enumerate() {
                 for (o, &sx) in out.iter_mut().zip(columns) {
@@ -236,6 +346,7 @@ impl Preprocessor {
         g: InputGeometry,
         color_of_channel: [usize; 3],
         norm: [Normalise; 3],
+        tensor: &mut [f32],
     ) -> Result<(), FrameError> {
         // Where Y, U and V live (pixfmt's table): a full-resolution luma plane of single bytes,
         // and U and V either interleaved in one plane (NV12) or in planes of their own (I420).
@@ -264,7 +375,7 @@ impl Preprocessor {
         let k = frame.matrix.to_rgb();
         let width = g.content_width;
         let (ys, us, vs) = (&*ys, &*us, &*vs);
-        tensor_rows(&mut self.tensor, g).for_each(|(y, outs)| {
+        tensor_rows(tensor, g).for_each(|(y, outs)| {
             let mut put = rgb_writer(outs, color_of_channel, norm);
             let i = y * width;
             let luma = &ys[i..i + width];
@@ -281,6 +392,75 @@ impl Preprocessor {
             }
         });
         Ok(())
+    }
+}
+
+/// How 0..255 colour values become network input: the one definition for the plugin's
+/// preprocessing and the trainer (loader, evaluation, `detect`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Normalisation {
+    /// Tensor channel `c` holds colour `color_of_channel[c]` (0 = R, 1 = G, 2 = B).
+    pub color_of_channel: [usize; 3],
+    /// Per tensor channel: value = (colour − mean) · inv_std.
+    pub mean: [f32; 3],
+    pub inv_std: [f32; 3],
+}
+
+impl Normalisation {
+    pub fn for_contract(contract: &ModelContract) -> Self {
+        Self {
+            color_of_channel: color_of_channel(contract.color_order),
+            mean: contract.mean,
+            inv_std: contract.std.map(|s| 1.0 / s),
+        }
+    }
+
+    /// Planar `[3, h, w]` network input from interleaved RGB bytes (`w`·`h` pixels, no padding).
+    pub fn planar_from_rgb(&self, rgb: &[u8], out: &mut [f32]) {
+        let plane = rgb.len() / 3;
+        if plane == 0 {
+            return;
+        }
+        for (c, out) in out.chunks_exact_mut(plane).take(3).enumerate() {
+            let n = Normalise {
+                mean: self.mean[c],
+                inv_std: self.inv_std[c],
+            };
+            normalise_channel::<3>(rgb, self.color_of_channel[c], n, out);
+        }
+    }
+
+    /// The RGB colour that normalises to (nearly) zero: padding that looks like "no signal".
+    pub fn mean_rgb(&self) -> [u8; 3] {
+        let mut rgb = [0u8; 3];
+        for c in 0..3 {
+            rgb[self.color_of_channel[c]] = self.mean[c].round().clamp(0.0, 255.0) as u8;
+        }
+        rgb
+    }
+}
+
+/// Which colour (0 = R, 1 = G, 2 = B) each tensor channel holds.
+pub const fn color_of_channel(order: ColorOrder) -> [usize; 3] {
+    match order {
+        ColorOrder::Rgb => [0, 1, 2],
+        ColorOrder::Bgr => [2, 1, 0],
+    }
+}
+
+/// Zeroes what lies outside the content area of a `[3, height, width]` slot.
+fn clear_padding(slot: &mut [f32], g: InputGeometry) {
+    if g.content_width == g.width && g.content_height == g.height {
+        return;
+    }
+    for channel in slot.chunks_exact_mut(g.width * g.height) {
+        for (y, row) in channel.chunks_exact_mut(g.width).enumerate() {
+            if y < g.content_height {
+                row[g.content_width..].fill(0.0);
+            } else {
+                row.fill(0.0);
+            }
+        }
     }
 }
 
@@ -641,5 +821,79 @@ mod tests {
             )
             .unwrap_err();
         assert!(err.0.contains("needs 4 rows"), "{err}");
+    }
+
+    #[test]
+    fn crop_into_a_batch_slot_equals_the_cropped_pixels() {
+        // 4×2 RGB frame, pixel value = 10·x + y in R; crop (1,0) 2×2 → R values 10, 11, 20, 21.
+        let mut data = vec![0u8; 4 * 2 * 3];
+        for y in 0..2 {
+            for x in 0..4 {
+                data[(y * 4 + x) * 3] = (10 * x + y) as u8;
+            }
+        }
+        let planes = [Plane {
+            data: &data,
+            stride: 12,
+        }];
+        let frame = Frame {
+            layout: PixelLayout::Rgb,
+            width: 4,
+            height: 2,
+            planes: &planes,
+            matrix: YuvMatrix::BT601,
+        };
+        let crop = frame.crop(1, 0, 2, 2);
+        assert_eq!((crop.x, crop.y, crop.width, crop.height), (1, 0, 2, 2));
+        let contract = ModelContract {
+            color_order: ColorOrder::Rgb,
+            mean: [0.0; 3],
+            ..Default::default()
+        };
+        let g = InputGeometry::scaled(2, 2, 1.0);
+        // A dirty slot: padding must come back as zero.
+        let mut slot = vec![7.0; g.slot_len()];
+        Preprocessor::new()
+            .fill(&crop.frame(), g, &contract, ScaleFilter::Nearest, &mut slot)
+            .unwrap();
+        assert_eq!(&slot[..3], &[10.0, 20.0, 0.0]);
+        assert_eq!(&slot[32..34], &[11.0, 21.0]);
+        assert!(slot[2 * 32..32 * 32].iter().all(|v| *v == 0.0));
+        // Subsampled layouts start crops on even pixels; crops are clipped to the frame.
+        let y = [0u8; 16];
+        let c = [0u8; 4];
+        let planes = [
+            Plane {
+                data: &y,
+                stride: 4,
+            },
+            Plane {
+                data: &c,
+                stride: 2,
+            },
+            Plane {
+                data: &c,
+                stride: 2,
+            },
+        ];
+        let i420 = Frame {
+            layout: PixelLayout::I420,
+            width: 4,
+            height: 4,
+            planes: &planes,
+            matrix: YuvMatrix::BT601,
+        };
+        let crop = i420.crop(1, 3, 9, 9);
+        assert_eq!((crop.x, crop.y, crop.width, crop.height), (0, 2, 4, 2));
+    }
+
+    #[test]
+    fn normalisation_is_one_definition() {
+        let n = Normalisation::for_contract(&ModelContract::default());
+        assert_eq!(n.color_of_channel, [2, 1, 0]);
+        assert_eq!(n.mean_rgb(), [123, 117, 104]);
+        let mut out = [0.0f32; 3];
+        n.planar_from_rgb(&[200, 100, 50], &mut out);
+        assert_eq!(out, [50.0 - 104.0, 100.0 - 117.0, 200.0 - 123.0]);
     }
 }

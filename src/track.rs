@@ -457,6 +457,18 @@ impl Tracker {
         self.tracks.is_empty()
     }
 
+    /// Tentative tracks (not confirmed yet, so without an ID) that were matched on the last
+    /// analysed frame, at their current estimate. A display that must not lose a detected face
+    /// (blurring) shows these too: a new face is covered from its first detection, and gets its
+    /// ID once confirmed.
+    pub fn tentative(&self) -> Vec<Face> {
+        self.tracks
+            .iter()
+            .filter(|t| !t.confirmed() && t.missed == 0)
+            .map(|t| t.display)
+            .collect()
+    }
+
     /// A frame the detector did not analyse: every track moves one frame forward. Returns the
     /// confirmed tracks with `missed <= output_missed` at their predicted positions
     /// (`fresh == false`), sorted by ID.
@@ -943,6 +955,41 @@ mod tests {
                 assert_eq!(ids(&t.update(&[f(k)])), [2], "a new ID, never the old one");
             }
         }
+    }
+
+    #[test]
+    fn tentative_tracks_are_shown_without_an_id_until_confirmed() {
+        let mut t = Tracker::new(TrackerConfig {
+            confirm_hits: 3,
+            ..TrackerConfig::default()
+        });
+        let face = |x: f32| Face {
+            bbox: [x, 50.0, x + 40.0, 100.0],
+            score: 0.9,
+            landmarks: [[x + 20.0, 75.0]; 5],
+        };
+        assert!(t.update(&[face(10.0)]).is_empty(), "not confirmed yet");
+        assert_eq!(t.tentative().len(), 1, "but shown");
+        assert_eq!(t.tentative()[0].bbox, face(10.0).bbox);
+        assert!(t.predict().is_empty());
+        assert_eq!(
+            t.tentative().len(),
+            1,
+            "still shown between analysed frames"
+        );
+        assert!(t.update(&[face(12.0)]).is_empty());
+        let confirmed = t.update(&[face(14.0)]);
+        assert_eq!(confirmed.len(), 1);
+        assert_eq!(confirmed[0].id, 1);
+        assert!(
+            t.tentative().is_empty(),
+            "confirmed tracks are not tentative"
+        );
+        // A tentative track that misses one analysed frame is gone, and so is its display.
+        t.update(&[face(14.0), face(300.0)]);
+        assert_eq!(t.tentative().len(), 1);
+        t.update(&[face(14.0)]);
+        assert!(t.tentative().is_empty());
     }
 
     #[test]

@@ -9,6 +9,10 @@ use std::time::Duration;
 use gst::prelude::*;
 pub use gstretinaface::facemeta::{self, FaceRecord};
 
+mod seeker;
+#[allow(unused_imports)] // used by the tests that seek, not by every test binary
+pub use seeker::Seeker;
+
 /// Initialises GStreamer and registers the plugin statically, once per process.
 pub fn init() {
     static ONCE: Once = Once::new();

@@ -22,14 +22,15 @@ const LANDMARK_COLOURS: [Rgb<u8>; 5] = [
     Rgb([255, 160, 0]),
 ];
 
-/// The faces as JSON objects in the schema the plugin's `retinafacejson` uses for one face.
+/// The faces as JSON objects in the schema the plugin's `retinafacejson` uses for one face
+/// (`id`, the track ID, is always null: single images are not tracked).
 pub fn faces_json(faces: &[Face]) -> serde_json::Value {
     faces
         .iter()
         .map(|f| {
             json!({
                 "x": f.bbox[0], "y": f.bbox[1], "width": f.width(), "height": f.height(),
-                "score": f.score,
+                "score": f.score, "id": null,
                 "landmarks": f.landmarks.iter().map(|p| [p[0], p[1]]).collect::<Vec<_>>(),
             })
         })

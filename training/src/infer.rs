@@ -1,8 +1,10 @@
-//! Running a network on one image and turning its outputs into faces, with the same decoding
-//! and NMS as the plugin (core crate), for `detect`, `eval` and the tests.
+//! Running a network on one image and turning its outputs into faces with the plugin's own
+//! post-processing (core crate [`retinaface::postprocess`]: candidates of a region in image
+//! pixels, then the finish step), for `detect`, `eval` and the tests.
 
 use image::RgbImage;
-use retinaface::{Face, decode::decode_faces, nms::nms, priors};
+use retinaface::postprocess::{FinishParams, Limits, Placement, candidates, finish};
+use retinaface::{Face, priors};
 use tch::{Device, Tensor};
 
 use crate::data::augment::to_network_input;
@@ -13,10 +15,11 @@ use crate::model::RetinaFace;
 pub struct InferParams {
     pub confidence_threshold: f32,
     pub nms_threshold: f32,
-    /// Candidates kept before NMS, best first (the reference's `top_k`).
-    pub pre_nms_top_k: usize,
-    /// Faces kept after NMS (the reference's `keep_top_k`); 0 = all.
+    /// Faces kept after NMS; 0 = `limits.max_faces`.
     pub max_faces: usize,
+    /// Top-K before NMS and the face ceiling: the plugin's by default; the WIDER protocol's for
+    /// [`InferParams::evaluation`] (why: [`Limits::WIDER_EVALUATION`]).
+    pub limits: Limits,
 }
 
 impl Default for InferParams {
@@ -24,17 +27,19 @@ impl Default for InferParams {
         Self {
             confidence_threshold: 0.6,
             nms_threshold: 0.4,
-            pre_nms_top_k: 5000,
-            max_faces: 750,
+            max_faces: 0,
+            limits: Limits::DEPLOYMENT,
         }
     }
 }
 
 impl InferParams {
-    /// The WIDER FACE evaluation settings of the reference (score ≥ 0.02, NMS 0.4).
+    /// The WIDER FACE evaluation settings of the reference (score ≥ 0.02, NMS 0.4, top-K 5000,
+    /// 750 faces).
     pub fn evaluation() -> Self {
         Self {
             confidence_threshold: 0.02,
+            limits: Limits::WIDER_EVALUATION,
             ..Self::default()
         }
     }
@@ -60,20 +65,25 @@ pub fn detect(net: &RetinaFace, image: &RgbImage, params: &InferParams) -> Vec<F
     let (w, h) = (image.width() as usize, image.height() as usize);
     let contract = &net.config.contract;
     let priors = priors::generate(&contract.priors, h, w);
-    let mut faces = decode_faces(
+    let (wf, hf) = (w as f32, h as f32);
+    let faces = candidates(
         contract,
         &priors,
-        &to_vec(&out.loc),
-        &to_vec(&out.conf),
-        &to_vec(&out.landmarks),
+        [
+            &to_vec(&out.loc),
+            &to_vec(&out.conf),
+            &to_vec(&out.landmarks),
+        ],
         params.confidence_threshold,
-        [w as f32, h as f32],
+        &Placement::whole(wf, hf, [wf, hf]),
     );
-    faces.sort_by(|a, b| b.score.total_cmp(&a.score));
-    faces.truncate(params.pre_nms_top_k);
-    let mut faces = nms(faces, params.nms_threshold);
-    if params.max_faces > 0 {
-        faces.truncate(params.max_faces);
-    }
-    faces
+    finish(
+        faces,
+        &FinishParams {
+            nms_threshold: params.nms_threshold,
+            max_faces: params.max_faces,
+            min_face_size: 0.0,
+            limits: params.limits,
+        },
+    )
 }

@@ -1,28 +1,55 @@
-//! The face metadata schema shared by every element of the plugin.
+//! The face metadata schema shared by every element of the plugin: [`attach_detections`] /
+//! [`attach_tracked`] are the one writer, [`read`] / [`analysed`] the one reader.
 //!
 //! One `GstVideoRegionOfInterestMeta` per face, following Intel DL Streamer's conventions:
 //!
 //! - `roi_type` = `"face"`, rectangle = the box in buffer pixels (transformed by GStreamer when
 //!   the frame is scaled, e.g. by `videoscale`);
+//! - ROI `id` = index of the face in this buffer (0, 1, …; the detector lists the best score
+//!   first, the tracker by track ID). It is **not** an identity across frames: it is the key
+//!   into the backup meta below, and the only per-face value `videoscale` keeps besides the
+//!   rectangle. Identity is `object_id`;
 //! - param `detection`: `x_min`, `y_min`, `x_max`, `y_max` (double, box normalised to the frame,
 //!   0..1), `confidence` (double), `label_id` (int, 0), `label` (string, `"face"`);
 //! - param `landmarks`: `format` = `"landmark_points"`, `points` = array of 10 doubles
 //!   `x0, y0, … x4, y4` for left eye, right eye, nose, left mouth corner, right mouth corner,
 //!   normalised to the ROI rectangle (0,0 = its top-left, 1,1 = its bottom-right) so they stay
-//!   right when the rectangle is transformed.
+//!   right when the rectangle is transformed;
+//! - param `object_id`, only on tracked faces (`retinafacetrack`): field `id` = the track ID, the
+//!   same face on every frame it is tracked. IDs start at 1 and are never reused within a
+//!   stream (a seek or flush ends every track; the new ones get new IDs). `id` is a GStreamer
+//!   `int` (gint), the type DL Streamer writes (`set_object_id` in its `gst/common/gva_utils`,
+//!   used by `gvatrack`) and reads (`gst_structure_get_int`); an ID beyond 2³¹−1 (2³¹
+//!   confirmed faces in one stream) is written as `int64` rather than wrapped. [`read`] accepts
+//!   `int`, `int64`, `uint` and `uint64`, so IDs from DL Streamer's tracker are read too.
 //!
 //! GStreamer 1.22 drops ROI params when it scales the meta (`videoscale`), keeping the rectangle
-//! and the ROI `id`. So the same score and landmarks are also stored, keyed by ROI id, in one
-//! tag-less custom meta [`BACKUP_META`] per buffer, which scaling elements copy unchanged;
-//! [`read`] falls back to it when a ROI has lost its params.
+//! and the ROI `id`. So the same values are also stored, keyed by ROI id, in one tag-less
+//! custom meta [`BACKUP_META`] per buffer, which scaling elements copy unchanged; [`read`] falls
+//! back to it when a ROI has lost its params. Its structure: `ids` (int array, ROI ids),
+//! `scores` (double array), `points` (double array, 10 per ROI id, ROI-relative as above; empty
+//! when the producer had no landmarks), `object_ids` (uint64 array, the track ID per ROI id,
+//! 0 = none), and `analysed` (boolean, see below).
+//!
+//! **Analysed or carried.** `analysed` = true when the detector ran the model on this very frame,
+//! false when the frame carries faces from an earlier one (`interval` > 1: the detector repeats
+//! its last faces, the tracker moves them along its motion model). It is a frame-level fact, so
+//! it lives in the backup meta, which the writer attaches to *every* buffer it handles, faces or
+//! not (an analysed frame without faces is what ends a track). Any consumer can read it: the
+//! custom meta named [`BACKUP_META`] (`gst_buffer_get_custom_meta`), field `analysed`; here
+//! [`analysed`]. A buffer without the backup meta (another producer) reads as unknown (`None`);
+//! the tracker treats it as analysed.
 
 use gst_video::VideoRegionOfInterestMeta;
-use retinaface::Face;
+use retinaface::{Face, TrackedFace};
 
 pub const ROI_TYPE: &str = "face";
 pub const DETECTION: &str = "detection";
 pub const LANDMARKS: &str = "landmarks";
-/// Name of the custom meta that backs up score and landmarks per ROI id.
+/// Param structure holding the track ID in field `id` (DL Streamer's name).
+pub const OBJECT_ID: &str = "object_id";
+/// Name of the custom meta that backs up score, landmarks and track ID per ROI id, and holds
+/// the frame's `analysed` flag.
 pub const BACKUP_META: &str = "GstRetinaFaceBackupMeta";
 
 /// Registers [`BACKUP_META`]; called once from plugin init.
@@ -41,8 +68,37 @@ pub struct FaceRecord {
     pub height: f64,
     /// `None` when the producer gave no `detection` param.
     pub score: Option<f64>,
+    /// Track ID (`object_id` param); `None` when no tracker ran.
+    pub id: Option<u64>,
     /// Left eye, right eye, nose, left and right mouth corner; empty when absent.
     pub landmarks: Vec<[f64; 2]>,
+}
+
+impl FaceRecord {
+    /// The record as a core [`Face`] (what the tracker consumes). A missing score counts as
+    /// certain (1.0): the producer asserted a face without saying how sure it was. Missing
+    /// landmarks are put at the box centre, only to keep the face valid; see
+    /// [`attach_tracked`]'s `landmarks`.
+    pub fn to_face(&self) -> Face {
+        let (x, y, w, h) = (
+            self.x as f32,
+            self.y as f32,
+            self.width as f32,
+            self.height as f32,
+        );
+        let centre = [x + w / 2.0, y + h / 2.0];
+        let mut landmarks = [centre; 5];
+        if self.landmarks.len() == 5 {
+            for (l, p) in landmarks.iter_mut().zip(&self.landmarks) {
+                *l = [p[0] as f32, p[1] as f32];
+            }
+        }
+        Face {
+            bbox: [x, y, x + w, y + h],
+            score: self.score.unwrap_or(1.0) as f32,
+            landmarks,
+        }
+    }
 }
 
 /// Integer ROI rectangle `(x, y, w, h)` covering `bbox` inside a `width`×`height` frame.
@@ -61,11 +117,69 @@ fn roi_rect(bbox: &[f32; 4], width: u32, height: u32) -> (u32, u32, u32, u32) {
     )
 }
 
-/// Attaches one ROI meta per face to `buffer` (a `width`×`height` frame).
+/// Attaches faces found by analysing this very frame (`analysed` = true, no track IDs): the
+/// short form of [`attach_detections`].
 pub fn attach(buffer: &mut gst::BufferRef, faces: &[Face], width: u32, height: u32) {
+    attach_detections(buffer, faces, true, width, height);
+}
+
+/// Attaches the detector's faces to `buffer` (a `width`×`height` frame): one ROI meta per face
+/// and the backup meta, which also records whether the model ran on this frame (`analysed`) or
+/// the faces are carried from an earlier one.
+pub fn attach_detections(
+    buffer: &mut gst::BufferRef,
+    faces: &[Face],
+    analysed: bool,
+    width: u32,
+    height: u32,
+) {
+    write(
+        buffer,
+        faces.iter().map(|f| (f, None)),
+        true,
+        analysed,
+        (width, height),
+    );
+}
+
+/// Attaches tracked faces (with their IDs as `object_id`), then faces whose tracks are not
+/// confirmed yet (no `object_id`), to `buffer`; `analysed` is passed on from the detector.
+/// `landmarks` = false leaves the landmarks out (the tracker's input had none, so its landmarks
+/// would be made up).
+pub fn attach_tracked(
+    buffer: &mut gst::BufferRef,
+    faces: &[TrackedFace],
+    unconfirmed: &[Face],
+    analysed: bool,
+    landmarks: bool,
+    width: u32,
+    height: u32,
+) {
+    write(
+        buffer,
+        faces
+            .iter()
+            .map(|t| (&t.face, Some(t.id)))
+            .chain(unconfirmed.iter().map(|f| (f, None))),
+        landmarks,
+        analysed,
+        (width, height),
+    );
+}
+
+/// The one writer: ROI metas with params, then the backup meta (always, for `analysed`).
+fn write<'a>(
+    buffer: &mut gst::BufferRef,
+    faces: impl Iterator<Item = (&'a Face, Option<u64>)>,
+    with_landmarks: bool,
+    analysed: bool,
+    (width, height): (u32, u32),
+) {
     let (fw, fh) = (width as f64, height as f64);
-    let (mut ids, mut scores, mut all_points) = (Vec::new(), Vec::new(), Vec::new());
-    for (id, face) in faces.iter().enumerate() {
+    let (mut ids, mut scores, mut all_points, mut object_ids) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (index, (face, object_id)) in faces.enumerate() {
+        let id = index as i32;
         let rect = roi_rect(&face.bbox, width, height);
         let b = face.bbox.map(f64::from);
         let detection = gst::Structure::builder(DETECTION)
@@ -77,26 +191,36 @@ pub fn attach(buffer: &mut gst::BufferRef, faces: &[Face], width: u32, height: u
             .field("label_id", 0i32)
             .field("label", "face")
             .build();
-        let (rx, ry, rw, rh) = (rect.0 as f64, rect.1 as f64, rect.2 as f64, rect.3 as f64);
-        let points: Vec<f64> = face
-            .landmarks
-            .iter()
-            .flat_map(|[x, y]| [(*x as f64 - rx) / rw, (*y as f64 - ry) / rh])
-            .collect();
-        ids.push(id as i32);
+        ids.push(id);
         scores.push(face.score as f64);
-        all_points.extend_from_slice(&points);
-        let landmarks = gst::Structure::builder(LANDMARKS)
-            .field("format", "landmark_points")
-            .field("points", gst::Array::new(points))
-            .build();
+        object_ids.push(object_id.unwrap_or(0));
         let mut meta = VideoRegionOfInterestMeta::add(buffer, ROI_TYPE, rect);
-        meta.set_id(id as i32);
+        meta.set_id(id);
         meta.add_param(detection);
-        meta.add_param(landmarks);
-    }
-    if faces.is_empty() {
-        return;
+        if with_landmarks {
+            let (rx, ry, rw, rh) = (rect.0 as f64, rect.1 as f64, rect.2 as f64, rect.3 as f64);
+            let points: Vec<f64> = face
+                .landmarks
+                .iter()
+                .flat_map(|[x, y]| [(*x as f64 - rx) / rw, (*y as f64 - ry) / rh])
+                .collect();
+            all_points.extend_from_slice(&points);
+            meta.add_param(
+                gst::Structure::builder(LANDMARKS)
+                    .field("format", "landmark_points")
+                    .field("points", gst::Array::new(points))
+                    .build(),
+            );
+        }
+        if let Some(object_id) = object_id {
+            // gint as DL Streamer writes it; int64 only past its range, never wrapped.
+            let s = gst::Structure::builder(OBJECT_ID);
+            let s = match i32::try_from(object_id) {
+                Ok(v) => s.field("id", v),
+                Err(_) => s.field("id", object_id as i64),
+            };
+            meta.add_param(s.build());
+        }
     }
     match gst::meta::CustomMeta::add(buffer, BACKUP_META) {
         Ok(mut backup) => {
@@ -104,46 +228,122 @@ pub fn attach(buffer: &mut gst::BufferRef, faces: &[Face], width: u32, height: u
             s.set("ids", gst::Array::new(ids));
             s.set("scores", gst::Array::new(scores));
             s.set("points", gst::Array::new(all_points));
+            s.set("object_ids", gst::Array::new(object_ids));
+            s.set("analysed", analysed);
         }
-        // Only when the plugin was not initialised; the ROI params still carry everything.
+        // Only when the plugin was not initialised; the ROI params still carry the faces.
         Err(_) => gst::warning!(gst::CAT_RUST, "{BACKUP_META} is not registered"),
     }
 }
 
-/// Score and ROI-relative landmark points of ROI `id` from the backup meta.
-fn backup_for(buffer: &gst::BufferRef, id: i32) -> Option<(f64, Vec<f64>)> {
+/// Removes every face ROI meta and the backup meta from `buffer` (other ROIs stay), so that a
+/// element can write its own version of the faces (the tracker).
+pub fn remove(buffer: &mut gst::BufferRef) {
+    buffer.foreach_meta_mut(|mut meta| {
+        let face = meta
+            .downcast_ref::<VideoRegionOfInterestMeta>()
+            .is_some_and(|m| m.roi_type() == ROI_TYPE);
+        let backup = meta
+            .try_as_custom_meta()
+            .is_some_and(|m| m.has_name(BACKUP_META));
+        std::ops::ControlFlow::Continue(if face || backup {
+            gst::buffer::BufferMetaForeachAction::Remove
+        } else {
+            gst::buffer::BufferMetaForeachAction::Keep
+        })
+    });
+}
+
+/// Whether the detector analysed this frame (true) or it carries faces from an earlier one
+/// (false); `None` when the buffer has no backup meta (not from this plugin's detector).
+pub fn analysed(buffer: &gst::BufferRef) -> Option<bool> {
     let meta = gst::meta::CustomMeta::from_buffer(buffer, BACKUP_META).ok()?;
-    let s = meta.structure();
-    let ids = s.get::<gst::Array>("ids").ok()?;
-    let index = ids.iter().position(|v| v.get::<i32>().ok() == Some(id))?;
-    let score = s
-        .get::<gst::Array>("scores")
-        .ok()?
-        .get(index)?
-        .get::<f64>()
-        .ok()?;
-    let points = s.get::<gst::Array>("points").ok()?;
-    let points = points
-        .get(index * 10..index * 10 + 10)?
-        .iter()
-        .filter_map(|v| v.get::<f64>().ok())
-        .collect();
-    Some((score, points))
+    meta.structure().get::<bool>("analysed").ok()
+}
+
+/// The backup meta's per-face arrays, parsed once per buffer.
+#[derive(Default)]
+struct Backup {
+    ids: Vec<i32>,
+    scores: Vec<f64>,
+    points: Vec<f64>,
+    object_ids: Vec<u64>,
+}
+
+impl Backup {
+    fn from_buffer(buffer: &gst::BufferRef) -> Option<Self> {
+        let meta = gst::meta::CustomMeta::from_buffer(buffer, BACKUP_META).ok()?;
+        let s = meta.structure();
+        fn array<T: for<'a> glib::value::FromValue<'a>>(
+            s: &gst::StructureRef,
+            name: &str,
+        ) -> Vec<T> {
+            s.get::<gst::Array>(name)
+                .map(|a| a.iter().filter_map(|v| v.get::<T>().ok()).collect())
+                .unwrap_or_default()
+        }
+        Some(Self {
+            ids: array(s, "ids"),
+            scores: array(s, "scores"),
+            points: array(s, "points"),
+            object_ids: array(s, "object_ids"),
+        })
+    }
+
+    /// Position of ROI id `id` in the arrays.
+    fn index(&self, id: i32) -> Option<usize> {
+        self.ids.iter().position(|v| *v == id)
+    }
+
+    fn score(&self, id: i32) -> Option<f64> {
+        self.scores.get(self.index(id)?).copied()
+    }
+
+    fn points(&self, id: i32) -> Option<Vec<f64>> {
+        let i = self.index(id)?;
+        self.points.get(i * 10..i * 10 + 10).map(<[f64]>::to_vec)
+    }
+
+    fn object_id(&self, id: i32) -> Option<u64> {
+        self.object_ids
+            .get(self.index(id)?)
+            .copied()
+            .filter(|v| *v != 0)
+    }
+}
+
+/// A track ID from an `object_id` param, whichever integer type the producer used; negative
+/// values are no ID.
+fn object_id_of(s: &gst::StructureRef) -> Option<u64> {
+    let v = s.value("id").ok()?;
+    if let Ok(v) = v.get::<i32>() {
+        u64::try_from(v).ok()
+    } else if let Ok(v) = v.get::<i64>() {
+        u64::try_from(v).ok()
+    } else if let Ok(v) = v.get::<u32>() {
+        Some(v as u64)
+    } else {
+        v.get::<u64>().ok()
+    }
 }
 
 /// Reads every face ROI meta on `buffer`, in buffer pixels.
 pub fn read(buffer: &gst::BufferRef) -> Vec<FaceRecord> {
+    let backup = Backup::from_buffer(buffer).unwrap_or_default();
     buffer
         .iter_meta::<VideoRegionOfInterestMeta>()
         .filter(|m| m.roi_type() == ROI_TYPE)
         .map(|m| {
             let (x, y, w, h) = m.rect();
             let (x, y, width, height) = (x as f64, y as f64, w as f64, h as f64);
-            let backup = || backup_for(buffer, m.id());
             let score = m
                 .param(DETECTION)
                 .and_then(|s| s.get::<f64>("confidence").ok())
-                .or_else(|| backup().map(|b| b.0));
+                .or_else(|| backup.score(m.id()));
+            let id = m
+                .param(OBJECT_ID)
+                .and_then(object_id_of)
+                .or_else(|| backup.object_id(m.id()));
             let landmarks = m
                 .param(LANDMARKS)
                 .and_then(|s| s.get::<gst::Array>("points").ok())
@@ -152,7 +352,7 @@ pub fn read(buffer: &gst::BufferRef) -> Vec<FaceRecord> {
                         .filter_map(|v| v.get::<f64>().ok())
                         .collect::<Vec<_>>()
                 })
-                .or_else(|| backup().map(|b| b.1))
+                .or_else(|| backup.points(m.id()))
                 .filter(|p| p.len() == 10)
                 .map(|p| {
                     p.chunks_exact(2)
@@ -166,6 +366,7 @@ pub fn read(buffer: &gst::BufferRef) -> Vec<FaceRecord> {
                 width,
                 height,
                 score,
+                id,
                 landmarks,
             }
         })
@@ -176,11 +377,8 @@ pub fn read(buffer: &gst::BufferRef) -> Vec<FaceRecord> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn attach_then_read_round_trips() {
-        gst::init().unwrap();
-        register_backup_meta();
-        let face = Face {
+    fn sample_face() -> Face {
+        Face {
             bbox: [10.2, 20.0, 50.0, 70.4],
             score: 0.875,
             landmarks: [
@@ -190,19 +388,180 @@ mod tests {
                 [22.0, 60.0],
                 [38.0, 60.0],
             ],
-        };
+        }
+    }
+
+    /// Once per process: registering from parallel test threads races inside GLib.
+    fn init() {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            gst::init().unwrap();
+            register_backup_meta();
+        });
+    }
+
+    #[test]
+    fn attach_then_read_round_trips() {
+        init();
         let mut buffer = gst::Buffer::new();
-        attach(buffer.get_mut().unwrap(), &[face], 100, 100);
+        attach(buffer.get_mut().unwrap(), &[sample_face()], 100, 100);
         let faces = read(&buffer);
         assert_eq!(faces.len(), 1);
         let f = &faces[0];
         assert_eq!((f.x, f.y, f.width, f.height), (10.0, 20.0, 40.0, 50.0));
         assert_eq!(f.score, Some(0.875));
+        assert_eq!(f.id, None, "no tracker, no ID");
         assert!((f.landmarks[2][0] - 30.0).abs() < 1e-9 && (f.landmarks[2][1] - 45.0).abs() < 1e-9);
         let meta = buffer.meta::<VideoRegionOfInterestMeta>().unwrap();
         let det = meta.param(DETECTION).unwrap();
         assert_eq!(det.get::<&str>("label").unwrap(), "face");
         assert!((det.get::<f64>("x_min").unwrap() - 0.102).abs() < 1e-6);
+        assert!(meta.param(OBJECT_ID).is_none());
+        assert_eq!(analysed(&buffer), Some(true));
+    }
+
+    #[test]
+    fn analysed_flag_is_written_on_every_buffer_faces_or_not() {
+        init();
+        for flag in [true, false] {
+            let mut buffer = gst::Buffer::new();
+            attach_detections(buffer.get_mut().unwrap(), &[], flag, 100, 100);
+            assert!(read(&buffer).is_empty());
+            assert_eq!(analysed(&buffer), Some(flag));
+        }
+        assert_eq!(
+            analysed(&gst::Buffer::new()),
+            None,
+            "another producer: unknown"
+        );
+    }
+
+    #[test]
+    fn tracked_faces_carry_object_id_as_dl_streamer_int() {
+        init();
+        let tracked = |id| TrackedFace {
+            id,
+            face: sample_face(),
+            fresh: true,
+            hits: 3,
+            missed: 0,
+            age: 2,
+        };
+        let big = i32::MAX as u64 + 5;
+        let mut buffer = gst::Buffer::new();
+        attach_tracked(
+            buffer.get_mut().unwrap(),
+            &[tracked(7), tracked(big)],
+            &[tracked(0).face],
+            false,
+            true,
+            100,
+            100,
+        );
+        let faces = read(&buffer);
+        assert_eq!(
+            faces.iter().map(|f| f.id).collect::<Vec<_>>(),
+            [Some(7), Some(big), None],
+            "an unconfirmed face is written without an ID"
+        );
+        let metas: Vec<_> = buffer.iter_meta::<VideoRegionOfInterestMeta>().collect();
+        assert!(metas[2].param(OBJECT_ID).is_none());
+        // The ROI id is the index in the buffer, not the identity.
+        assert_eq!(metas.iter().map(|m| m.id()).collect::<Vec<_>>(), [0, 1, 2]);
+        let id0 = metas[0].param(OBJECT_ID).unwrap();
+        assert_eq!(
+            id0.get::<i32>("id").unwrap(),
+            7,
+            "gint, as gvatrack writes it"
+        );
+        let id1 = metas[1].param(OBJECT_ID).unwrap();
+        assert_eq!(
+            id1.get::<i64>("id").unwrap(),
+            big as i64,
+            "int64 past i32, not wrapped"
+        );
+        assert_eq!(analysed(&buffer), Some(false));
+    }
+
+    #[test]
+    fn backup_meta_restores_what_videoscale_drops() {
+        init();
+        let mut buffer = gst::Buffer::new();
+        {
+            let buf = buffer.get_mut().unwrap();
+            let t = TrackedFace {
+                id: 42,
+                face: sample_face(),
+                fresh: false,
+                hits: 3,
+                missed: 0,
+                age: 2,
+            };
+            attach_tracked(buf, &[t], &[], false, true, 100, 100);
+        }
+        // What videoscale's ROI transform leaves: a new ROI with the same rectangle and id and no
+        // params (the backup meta is copied as is).
+        let mut scaled = gst::Buffer::new();
+        {
+            let out = scaled.get_mut().unwrap();
+            let m = buffer.meta::<VideoRegionOfInterestMeta>().unwrap();
+            let mut copy = VideoRegionOfInterestMeta::add(out, ROI_TYPE, m.rect());
+            copy.set_id(m.id());
+            let backup = gst::meta::CustomMeta::from_buffer(&buffer, BACKUP_META).unwrap();
+            let s = backup.structure().to_owned();
+            let mut b = gst::meta::CustomMeta::add(out, BACKUP_META).unwrap();
+            for (name, value) in s.iter() {
+                b.mut_structure().set_value(name, value.clone());
+            }
+        }
+        let faces = read(&scaled);
+        assert_eq!(faces, read(&buffer));
+        assert_eq!(faces[0].id, Some(42));
+        assert_eq!(faces[0].score, Some(0.875));
+        assert_eq!(analysed(&scaled), Some(false));
+    }
+
+    #[test]
+    fn remove_takes_faces_and_backup_and_keeps_other_rois() {
+        init();
+        let mut buffer = gst::Buffer::new();
+        {
+            let buf = buffer.get_mut().unwrap();
+            attach(buf, &[sample_face(), sample_face()], 100, 100);
+            VideoRegionOfInterestMeta::add(buf, "person", (0, 0, 10, 10));
+            remove(buf);
+        }
+        assert!(read(&buffer).is_empty());
+        assert_eq!(analysed(&buffer), None);
+        let rois: Vec<_> = buffer.iter_meta::<VideoRegionOfInterestMeta>().collect();
+        assert_eq!(rois.len(), 1);
+        assert_eq!(rois[0].roi_type(), "person");
+    }
+
+    #[test]
+    fn without_landmarks_nothing_is_made_up() {
+        init();
+        let t = TrackedFace {
+            id: 1,
+            face: sample_face(),
+            fresh: true,
+            hits: 1,
+            missed: 0,
+            age: 0,
+        };
+        let mut buffer = gst::Buffer::new();
+        attach_tracked(buffer.get_mut().unwrap(), &[t], &[], true, false, 100, 100);
+        let faces = read(&buffer);
+        assert!(faces[0].landmarks.is_empty());
+        assert_eq!(faces[0].score, Some(0.875));
+        // And a record without landmarks or score converts to a valid, certain face.
+        let f = FaceRecord {
+            score: None,
+            ..faces[0].clone()
+        }
+        .to_face();
+        assert_eq!(f.score, 1.0);
+        assert_eq!(f.landmarks[0], [30.0, 45.0]);
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //!
 //! - `retinafacedetect` runs the model and attaches one `GstVideoRegionOfInterestMeta` per face.
 //! - `retinafaceoverlay` draws those faces, or blurs / pixelates them.
+//! - `retinafacetrack` gives those faces track IDs that persist across frames, and moves them
+//!   along on frames the detector skipped.
 //! - `retinafacejson` writes the faces it finds on each buffer as JSON lines.
 //!
 //! The metadata schema lives in [`facemeta`]; every element reads and writes it through there.
@@ -13,6 +15,7 @@ pub mod detect;
 pub mod facemeta;
 pub mod json;
 pub mod overlay;
+pub mod track;
 pub mod videoformat;
 
 /// Directory this plugin's shared object was loaded from, when loaded from a file.
@@ -48,6 +51,7 @@ fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     detect::register(plugin)?;
     json::register(plugin)?;
     overlay::register(plugin)?;
+    track::register(plugin)?;
     Ok(())
 }
 

@@ -20,6 +20,7 @@ use image::{Rgb, RgbImage};
 use rand::Rng;
 use retinaface::ModelContract;
 use retinaface::contract::ColorOrder;
+use retinaface::preprocess::{Normalisation, color_of_channel};
 
 use super::labels::FaceAnnotation;
 
@@ -136,11 +137,11 @@ pub fn append_planar(image: &RgbImage, order: ColorOrder, out: &mut Vec<u8>) {
 /// computes it on the CPU.
 pub fn normalise_on_device(images: &tch::Tensor, contract: &ModelContract) -> tch::Tensor {
     let device = images.device();
-    let mean = tch::Tensor::from_slice(&contract.mean)
+    let n = Normalisation::for_contract(contract);
+    let mean = tch::Tensor::from_slice(&n.mean)
         .view([1, 3, 1, 1])
         .to_device(device);
-    let inv_std: Vec<f32> = contract.std.iter().map(|s| 1.0 / s).collect();
-    let inv_std = tch::Tensor::from_slice(&inv_std)
+    let inv_std = tch::Tensor::from_slice(&n.inv_std)
         .view([1, 3, 1, 1])
         .to_device(device);
     (images.to_kind(tch::Kind::Float) - mean) * inv_std
@@ -150,35 +151,19 @@ pub fn normalise_on_device(images: &tch::Tensor, contract: &ModelContract) -> tc
 /// per channel, same size as the image. Computed like the plugin's preprocessing (multiplying by
 /// `1/std`) so that evaluation sees the same numbers as deployment.
 pub fn to_network_input(image: &RgbImage, contract: &ModelContract) -> Vec<f32> {
-    let plane = image.width() as usize * image.height() as usize;
-    let mut chw = vec![0.0f32; 3 * plane];
-    for c in 0..3 {
-        let source = rgb_index_of_channel(contract.color_order, c);
-        let (mean, inv_std) = (contract.mean[c], 1.0 / contract.std[c]);
-        let out = &mut chw[c * plane..(c + 1) * plane];
-        for (o, px) in out.iter_mut().zip(image.pixels()) {
-            *o = (px[source] as f32 - mean) * inv_std;
-        }
-    }
+    let mut chw = vec![0.0f32; 3 * image.width() as usize * image.height() as usize];
+    Normalisation::for_contract(contract).planar_from_rgb(image.as_raw(), &mut chw);
     chw
 }
 
-/// Which RGB component feeds network channel `c`.
+/// Which RGB component feeds network channel `c` (the core's table).
 fn rgb_index_of_channel(order: ColorOrder, c: usize) -> usize {
-    match order {
-        ColorOrder::Rgb => c,
-        ColorOrder::Bgr => 2 - c,
-    }
+    color_of_channel(order)[c]
 }
 
 /// The RGB colour that normalises to zero: padding then looks like "no signal" to the network.
 fn mean_colour(contract: &ModelContract) -> Rgb<u8> {
-    let mut rgb = [0u8; 3];
-    for c in 0..3 {
-        rgb[rgb_index_of_channel(contract.color_order, c)] =
-            contract.mean[c].round().clamp(0.0, 255.0) as u8;
-    }
-    Rgb(rgb)
+    Rgb(Normalisation::for_contract(contract).mean_rgb())
 }
 
 /// Tries random square crops (side = a [`CROP_SCALES`] fraction of the short side) until one

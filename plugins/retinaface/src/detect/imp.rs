@@ -8,9 +8,10 @@ use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
 use gst_video::prelude::*;
 use retinaface::detector::MAX_FACES;
+use retinaface::tiling::{Rect, clip_regions, parse_regions};
 use retinaface::{DetectParams, Detector, Face, Frame, PixelLayout, Plane, SessionConfig};
 
-use super::{ExecutionProvider, MESSAGE_NAME, ScalingMethod, default_model_path};
+use super::{ExecutionProvider, MESSAGE_NAME, ScalingMethod, Tiling, default_model_path};
 use crate::{facemeta, videoformat};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -27,6 +28,9 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 const MAX_INFERENCE_SIZE: u32 = 4096;
 /// Largest `threads`: more intra-op threads than this only add memory and contention.
 const MAX_THREADS: u32 = 64;
+/// Range of `tile-scale`: below 0.25 tiles see less than the whole-frame pass; above 4 a 16-px
+/// anchor covers 4 source pixels, below what a face can be recognised from.
+const TILE_SCALE_RANGE: (f32, f32) = (0.25, 4.0);
 
 #[derive(Debug, Clone)]
 struct Settings {
@@ -41,6 +45,11 @@ struct Settings {
     threads: u32,
     execution_provider: ExecutionProvider,
     post_messages: bool,
+    tiling: Tiling,
+    tile_scale: f32,
+    /// `regions` as the user wrote it, and parsed.
+    regions_text: String,
+    regions: Vec<Rect>,
 }
 
 impl Default for Settings {
@@ -61,6 +70,13 @@ impl Default for Settings {
             threads: 0,
             execution_provider: ExecutionProvider::default(),
             post_messages: false,
+            tiling: match params.tiling {
+                retinaface::Tiling::Off => Tiling::Off,
+                retinaface::Tiling::Auto => Tiling::Auto,
+            },
+            tile_scale: params.tile_scale,
+            regions_text: String::new(),
+            regions: params.regions,
         }
     }
 }
@@ -74,6 +90,9 @@ impl Settings {
             min_face_size: self.min_face_size as f32,
             inference_size: self.inference_size as usize,
             scale_filter: self.scaling_method.into(),
+            tiling: self.tiling.into(),
+            tile_scale: self.tile_scale,
+            regions: self.regions.clone(),
         }
     }
 }
@@ -86,6 +105,8 @@ struct State {
     frames: u64,
     /// Faces of the last processed frame, repeated on skipped frames so nothing blinks.
     last_faces: Vec<Face>,
+    /// Regions and frame size last checked against each other, so each problem is reported once.
+    regions_checked: Option<(Vec<Rect>, u32, u32)>,
 }
 
 impl State {
@@ -191,6 +212,25 @@ impl ObjectImpl for RetinaFaceDetect {
                     .default_value(d.post_messages)
                     .mutable_playing()
                     .build(),
+                glib::ParamSpecEnum::builder_with_default("tiling", d.tiling)
+                    .nick("Tiling")
+                    .blurb("auto: frames (or regions) larger than a tile are covered by overlapping tiles of inference-size at tile-scale, plus one whole pass at inference-size for large faces: finds small faces in wide scenes with memory bounded by the tile size (time ≈ 1.3–1.5× a native-size pass on CPU; inference-size=0 never tiles)")
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecFloat::builder("tile-scale")
+                    .nick("Tile scale")
+                    .blurb("Scale of tiles: 1 = native frame pixels; 2 = upsampled twice (faces under 16 px, 4× the tiles)")
+                    .minimum(TILE_SCALE_RANGE.0)
+                    .maximum(TILE_SCALE_RANGE.1)
+                    .default_value(d.tile_scale)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecString::builder("regions")
+                    .nick("Regions")
+                    .blurb("Detect only inside these rectangles, 'x,y,w,h;x,y,w,h;…' in frame pixels (empty = whole frame); faces are reported in frame pixels")
+                    .default_value(Some(""))
+                    .mutable_playing()
+                    .build(),
             ]
         });
         PROPERTIES.as_ref()
@@ -228,6 +268,30 @@ impl ObjectImpl for RetinaFaceDetect {
             "threads" => s.threads = value.get().unwrap(),
             "execution-provider" => s.execution_provider = value.get().unwrap(),
             "post-messages" => s.post_messages = value.get().unwrap(),
+            "tiling" => s.tiling = value.get().unwrap(),
+            "tile-scale" => s.tile_scale = value.get().unwrap(),
+            "regions" => {
+                let text = value.get::<Option<String>>().unwrap().unwrap_or_default();
+                match parse_regions(&text) {
+                    Ok(regions) => {
+                        s.regions = regions;
+                        s.regions_text = text;
+                    }
+                    Err(why) => {
+                        drop(s);
+                        gst::element_imp_warning!(
+                            self,
+                            gst::LibraryError::Settings,
+                            (
+                                "invalid regions '{}': {}; the previous regions stay",
+                                text,
+                                why
+                            )
+                        );
+                        return;
+                    }
+                }
+            }
             _ => unreachable!(),
         }
         gst::debug!(CAT, imp = self, "{} set to {:?}", pspec.name(), value);
@@ -247,6 +311,9 @@ impl ObjectImpl for RetinaFaceDetect {
             "threads" => s.threads.to_value(),
             "execution-provider" => s.execution_provider.to_value(),
             "post-messages" => s.post_messages.to_value(),
+            "tiling" => s.tiling.to_value(),
+            "tile-scale" => s.tile_scale.to_value(),
+            "regions" => s.regions_text.to_value(),
             _ => unreachable!(),
         }
     }
@@ -320,6 +387,7 @@ impl BaseTransformImpl for RetinaFaceDetect {
             info: None,
             frames: 0,
             last_faces: Vec::new(),
+            regions_checked: None,
         });
         Ok(())
     }
@@ -383,6 +451,7 @@ impl BaseTransformImpl for RetinaFaceDetect {
         let run_model = state.frames % interval.max(1) as u64 == 0;
         state.frames += 1;
         if run_model {
+            self.check_regions(state, &params.regions, info.width(), info.height());
             let frame =
                 gst_video::VideoFrameRef::from_buffer_ref_readable(&*buf, &info).map_err(|_| {
                     gst::element_imp_error!(
@@ -420,7 +489,9 @@ impl BaseTransformImpl for RetinaFaceDetect {
         }
         let faces = state.last_faces.clone();
         drop(guard);
-        facemeta::attach(buf, &faces, info.width(), info.height());
+        // `run_model` tells consumers (the tracker) whether these faces were found on this frame
+        // or are carried from the last analysed one.
+        facemeta::attach_detections(buf, &faces, run_model, info.width(), info.height());
         if post_messages && run_model {
             self.post_faces(buf, &faces);
         }
@@ -429,6 +500,18 @@ impl BaseTransformImpl for RetinaFaceDetect {
 }
 
 impl RetinaFaceDetect {
+    /// Posts a WARNING for each region outside the frame, once per regions and frame size.
+    fn check_regions(&self, state: &mut State, regions: &[Rect], width: u32, height: u32) {
+        let key = (regions.to_vec(), width, height);
+        if state.regions_checked.as_ref() == Some(&key) {
+            return;
+        }
+        for warning in clip_regions(regions, width as usize, height as usize).1 {
+            gst::element_imp_warning!(self, gst::StreamError::Format, ("{}", warning));
+        }
+        state.regions_checked = Some(key);
+    }
+
     fn post_faces(&self, buf: &gst::BufferRef, faces: &[Face]) {
         let running_time = buf.pts().and_then(|pts| {
             self.obj()

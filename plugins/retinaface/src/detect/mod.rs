@@ -62,6 +62,30 @@ impl From<ScalingMethod> for retinaface::ScaleFilter {
     }
 }
 
+/// Whether wide frames are covered by overlapping native-scale tiles (small faces).
+#[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, Default, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstRetinaFaceTiling")]
+pub enum Tiling {
+    #[default]
+    #[enum_value(name = "Off: each region scaled to inference-size", nick = "off")]
+    Off = 0,
+    #[enum_value(
+        name = "Auto: overlapping tiles at tile-scale plus one whole pass, when larger than a tile",
+        nick = "auto"
+    )]
+    Auto = 1,
+}
+
+impl From<Tiling> for retinaface::Tiling {
+    fn from(t: Tiling) -> Self {
+        match t {
+            Tiling::Off => Self::Off,
+            Tiling::Auto => Self::Auto,
+        }
+    }
+}
+
 glib::wrapper! {
     pub struct RetinaFaceDetect(ObjectSubclass<imp::RetinaFaceDetect>)
         @extends gst_base::BaseTransform, gst::Element, gst::Object;
@@ -70,6 +94,7 @@ glib::wrapper! {
 pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     ExecutionProvider::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
     ScalingMethod::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
+    Tiling::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
     gst::Element::register(
         Some(plugin),
         "retinafacedetect",

@@ -142,6 +142,9 @@ struct Line<'a> {
     pts: Option<u64>,
     width: u32,
     height: u32,
+    /// Whether the detector analysed this frame (false: faces carried from an earlier one);
+    /// `null` when the producer does not say.
+    analysed: Option<bool>,
     faces: &'a [FaceRecord],
 }
 
@@ -298,6 +301,7 @@ impl BaseTransformImpl for RetinaFaceJson {
                 pts: buf.pts().map(gst::ClockTime::nseconds),
                 width: info.width(),
                 height: info.height(),
+                analysed: facemeta::analysed(buf),
                 faces: &faces,
             };
             let mut text = serde_json::to_vec(&line).expect("plain numbers and arrays serialize");

@@ -6,8 +6,11 @@
 //!     retinafacejson location=faces.jsonl ! fakesink
 //! ```
 //!
-//! Line schema: `{"frame": n, "pts": ns|null, "width": w, "height": h, "faces": [{"x", "y",
-//! "width", "height", "score", "landmarks": [[x, y] × 5]}]}`, all in the buffer's pixels.
+//! Line schema: `{"frame": n, "pts": ns|null, "width": w, "height": h, "analysed": bool|null,
+//! "faces": [{"x", "y", "width", "height", "score", "id", "landmarks": [[x, y] × 5]}]}`, all in
+//! the buffer's pixels. `analysed`: the detector ran on this frame (false: faces carried from an
+//! earlier one; null: the producer does not say). `id`: the track ID from `retinafacetrack`,
+//! null without a tracker.
 //!
 //! Each line is written whole, unbuffered, as its buffer passes: a killed process leaves only
 //! complete lines. A failed open or write (full disk, reader gone, standard output closed) posts

@@ -140,7 +140,7 @@ impl ObjectImpl for RetinaFaceOverlay {
                     .build(),
                 glib::ParamSpecBoolean::builder("draw-labels")
                     .nick("Draw labels")
-                    .blurb("Write each face's score above its box in draw mode")
+                    .blurb("Write each face's track ID (from retinafacetrack) and score above its box in draw mode")
                     .default_value(d.draw_labels)
                     .mutable_playing()
                     .build(),
@@ -240,8 +240,7 @@ impl RetinaFaceOverlay {
     ) {
         let rect = Rect::new(face.x, face.y, face.width, face.height);
         canvas.outline(rect, settings.thickness as i64, Argb(settings.box_color));
-        if let (Some(font), Some(score)) = (font, face.score) {
-            let text = format!("{score:.2}");
+        if let (Some(font), Some(text)) = (font, label::text(face.id, face.score)) {
             let bar = Argb(settings.box_color);
             label::draw(
                 canvas,

@@ -1,4 +1,4 @@
-//! Score labels, rasterised with `ab_glyph` from a TrueType font (DejaVu Sans from Debian's
+//! Labels (track ID and score), rasterised with `ab_glyph` from a TrueType font (DejaVu Sans from Debian's
 //! fonts-dejavu-core by default).
 
 use ab_glyph::{Font, FontArc, PxScale, ScaleFont, point};
@@ -12,6 +12,17 @@ pub fn load_font(path: &str) -> Result<FontArc, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read font '{path}': {e}"))?;
     FontArc::try_from_vec(bytes)
         .map_err(|e| format!("'{path}' is not a TrueType/OpenType font: {e}"))
+}
+
+/// A face's label: `#ID score` for a tracked face, the score alone otherwise, the ID alone
+/// when the producer gave no score; `None` when there is nothing to write.
+pub fn text(id: Option<u64>, score: Option<f64>) -> Option<String> {
+    match (id, score) {
+        (Some(id), Some(score)) => Some(format!("#{id} {score:.2}")),
+        (Some(id), None) => Some(format!("#{id}")),
+        (None, Some(score)) => Some(format!("{score:.2}")),
+        (None, None) => None,
+    }
 }
 
 /// Text coverage mask: `(width, height, coverage)`.
@@ -83,6 +94,14 @@ pub fn draw(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn label_text_shows_the_track_id_when_there_is_one() {
+        assert_eq!(text(Some(12), Some(0.987)).as_deref(), Some("#12 0.99"));
+        assert_eq!(text(None, Some(0.5)).as_deref(), Some("0.50"));
+        assert_eq!(text(Some(3), None).as_deref(), Some("#3"));
+        assert_eq!(text(None, None), None);
+    }
 
     #[test]
     fn digits_rasterise_to_ink() {
