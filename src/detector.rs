@@ -1,28 +1,37 @@
-//! Frame in, faces out around one ONNX session: the frame is planned into passes (whole frame,
-//! regions of interest, tiles: [`crate::tiling`]), each pass's crop is preprocessed into a slot
-//! of a batch, batches of equal input size run through the model together, and every slot's
-//! outputs become candidates in frame pixels that one [`finish`] step merges
-//! ([`crate::postprocess`], shared with the trainer).
+//! Frame in, faces out, as a client of a shared inference [`engine`](crate::engine): the frame
+//! is planned into passes (whole frame, regions of interest, tiles: [`crate::tiling`]), each
+//! pass's crop is preprocessed into an engine [`Slot`], the slots go to the engine together
+//! (those of one input size share model runs), and every slot's outputs become candidates in
+//! frame pixels that one [`finish`] step merges ([`crate::postprocess`], shared with the
+//! trainer).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
-use ort::session::Session;
-use ort::value::TensorRef;
-
-use crate::contract::{ContractError, ModelContract, TensorInfo};
+use crate::contract::{ContractError, ModelContract};
 use crate::decode::Face;
+use crate::engine::{
+    Backend, Client, ClientOptions, Done, EngineError, EngineKey, Loader, OrtBackend, Registry,
+    Slot, Ticket,
+};
 use crate::postprocess::{FinishParams, Limits, Placement, candidates, finish, reduce};
 pub use crate::postprocess::{MAX_FACES, PRE_NMS_TOP_K};
 use crate::preprocess::{Frame, FrameError, InputGeometry, Preprocessor, ScaleFilter};
 use crate::priors::{self, Prior};
-use crate::runtime::{self, RuntimeError, SessionConfig};
+use crate::runtime::{RuntimeError, SessionConfig};
 use crate::tiling::{self, PassScale, Rect, Tiling};
 
-/// Slots per model run at most: tiles of one frame share a run (fewer, larger matrix products),
-/// but the run's working memory grows with the batch, so a 4K frame's dozens of tiles go in
-/// several runs and memory stays bounded by a few tiles, never by the frame.
+/// Slots of one frame per model run at least (when the model's batch dimension is dynamic):
+/// tiles of one frame share a run (fewer, larger matrix products), but the run's working memory
+/// grows with the batch, so a 4K frame's dozens of tiles go in several runs and memory stays
+/// bounded by a few tiles, never by the frame. A client's `batch_size` may raise it.
 pub const MAX_BATCH: usize = 4;
+
+/// Longest [`Detector::detect`] waits for the engine by default: far above any frame's run
+/// (seconds for a 4K native pass on a CPU), so it only fires when the engine is stuck.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Per-frame detection settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -77,81 +86,119 @@ pub enum DetectorError {
     Frame(#[from] FrameError),
     #[error("inference failed: {0}")]
     Inference(String),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
 }
 
-/// A RetinaFace model ready to run on frames.
+/// A RetinaFace model ready to run on frames: one stream's client of an engine.
 pub struct Detector {
-    session: Session,
-    contract: ModelContract,
+    client: Client,
     preprocessor: Preprocessor,
-    /// Priors per input size `(height, width)`; a frame uses one size per kind of pass.
+    /// Priors per input size `(height, width)` of the contract `priors_of`; a frame uses one
+    /// size per kind of pass.
     priors: HashMap<(usize, usize), Vec<Prior>>,
-    /// Batch input tensor, reused between runs.
-    batch: Vec<f32>,
-    /// Whether the model's input has a dynamic batch dimension (else one run per slot).
-    batches: bool,
+    priors_of: Option<Arc<ModelContract>>,
+    /// Slots the engine gave back, reused for the next frame's passes.
+    spare: Vec<Slot>,
+    /// Longest [`Detector::collect`] waits for one slot's answer.
+    pub timeout: Duration,
     /// Non-fatal problems met while loading (e.g. GPU provider fallback).
     pub warnings: Vec<String>,
 }
 
+/// One frame's slots handed to the engine, waiting for their outputs.
+pub struct Pending {
+    tickets: Vec<Ticket>,
+    placements: Vec<Placement>,
+    /// Answers taken so far (async polling), by slot.
+    answers: Vec<Option<Done>>,
+}
+
+impl Pending {
+    fn new(tickets: Vec<Ticket>, placements: Vec<Placement>) -> Self {
+        let answers = tickets.iter().map(|_| None).collect();
+        Self {
+            tickets,
+            placements,
+            answers,
+        }
+    }
+}
+
+/// Slots kept for reuse at most (a 4K frame's tiles).
+const MAX_SPARE: usize = 64;
+
 impl Detector {
-    /// Loads ONNX Runtime (searching `ort_dirs` as described in [`runtime::environment`]) and
-    /// the model, and checks the model against its contract.
+    /// Loads ONNX Runtime (searching `ort_dirs` as described in
+    /// [`crate::runtime::environment`]) and the model on an engine of its own, and checks the
+    /// model against its contract.
     pub fn load(
         model: &Path,
         config: &SessionConfig,
         ort_dirs: &[PathBuf],
     ) -> Result<Self, DetectorError> {
-        let env = runtime::environment(ort_dirs)?;
-        let loaded = runtime::load_session(env, model, config)?;
-        let session = loaded.session;
-        let contract_err = |source| DetectorError::Contract {
-            path: model.to_path_buf(),
-            source,
-        };
-        let metadata = session
-            .metadata()
-            .map_err(|e| DetectorError::Inference(e.to_string()))?;
-        let contract =
-            ModelContract::from_metadata(|key| metadata.custom(key)).map_err(contract_err)?;
-        drop(metadata);
-        let describe = |outlets: &[ort::value::Outlet]| -> Vec<TensorInfo> {
-            outlets
-                .iter()
-                .map(|o| TensorInfo {
-                    name: o.name().to_string(),
-                    shape: o
-                        .dtype()
-                        .tensor_shape()
-                        .map(|s| s.to_vec())
-                        .unwrap_or_default(),
-                    is_f32: o.dtype().tensor_type() == Some(ort::value::TensorElementType::Float32),
-                })
-                .collect()
-        };
-        let inputs = describe(session.inputs());
-        contract
-            .check_io(&inputs, &describe(session.outputs()))
-            .map_err(contract_err)?;
-        let batches = inputs[0].shape.first().is_some_and(|n| *n < 0);
+        Self::connect(
+            &Registry::new(),
+            EngineKey::new(model, config),
+            ort_dirs,
+            ClientOptions::default(),
+        )
+    }
+
+    /// A detector on the engine of `key` in `registry`, shared with every other client of
+    /// that key ([`Registry::global`]: the whole process); the engine is loaded if none is
+    /// alive. A load failure comes back typed (missing file, not ONNX, contract…).
+    pub fn connect(
+        registry: &Registry,
+        key: EngineKey,
+        ort_dirs: &[PathBuf],
+        options: ClientOptions,
+    ) -> Result<Self, DetectorError> {
+        let failed = Arc::new(Mutex::new(None));
+        let loader = typed_loader(ort_dirs.to_vec(), Arc::clone(&failed));
+        let client = registry
+            .client(key, loader, frame_options(options))
+            .map_err(|e| {
+                failed
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .take()
+                    .unwrap_or(DetectorError::Engine(e))
+            })?;
+        let warnings = client.engine().warnings().to_vec();
         Ok(Self {
-            session,
-            contract,
+            client,
             preprocessor: Preprocessor::new(),
             priors: HashMap::new(),
-            batch: Vec::new(),
-            batches,
-            warnings: loaded.warnings,
+            priors_of: None,
+            spare: Vec::new(),
+            timeout: DEFAULT_TIMEOUT,
+            warnings,
         })
     }
 
+    /// Contract of the model frames go to now.
     pub fn contract(&self) -> &ModelContract {
-        &self.contract
+        self.client.engine().contract()
     }
 
     /// Whether several slots go into one model run (the model's batch dimension is dynamic).
     pub fn batches(&self) -> bool {
-        self.batches
+        self.client.engine().max_batch() > 1
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// For model swaps ([`Client::swap_model`], [`Client::poll_swap`]) between frames.
+    pub fn client_mut(&mut self) -> &mut Client {
+        &mut self.client
+    }
+
+    /// New batching options for frames submitted from now on (see [`frame_options`]).
+    pub fn set_options(&mut self, options: ClientOptions) {
+        self.client.set_options(frame_options(options));
     }
 
     /// Detects faces on `frame`; boxes and landmarks are in the frame's pixels, best first.
@@ -160,10 +207,107 @@ impl Detector {
         frame: &Frame,
         params: &DetectParams,
     ) -> Result<Vec<Face>, DetectorError> {
+        let pending = self.submit(frame, params)?;
+        self.collect(pending, params)
+    }
+
+    /// Preprocesses `frame`'s passes into slots and queues them all at once, so that slots of
+    /// one input size share runs; the frame is not needed afterwards. See [`Detector::collect`].
+    pub fn submit(
+        &mut self,
+        frame: &Frame,
+        params: &DetectParams,
+    ) -> Result<Pending, DetectorError> {
+        let (slots, placements) = self.prepare(frame, params)?;
+        let tickets = self.client.submit_all(slots);
+        Ok(Pending::new(tickets, placements))
+    }
+
+    /// Async mode: preprocesses `frame` and hands its slots over only if this stream has
+    /// nothing in flight and the engine has room ([`Client::try_submit_all`]); `None` means the
+    /// frame is skipped. Never waits for the model. See [`Detector::try_collect`].
+    pub fn try_submit(
+        &mut self,
+        frame: &Frame,
+        params: &DetectParams,
+    ) -> Result<Option<Pending>, DetectorError> {
+        if self.client.in_flight() > 0 {
+            // Busy: skip before spending the preprocessing.
+            return Ok(None);
+        }
+        let (slots, placements) = self.prepare(frame, params)?;
+        if slots.is_empty() {
+            return Ok(Some(Pending::new(Vec::new(), placements)));
+        }
+        match self.client.try_submit_all(slots) {
+            Ok(tickets) => Ok(Some(Pending::new(tickets, placements))),
+            Err(slots) => {
+                let room = MAX_SPARE.saturating_sub(self.spare.len());
+                self.spare.extend(slots.into_iter().take(room));
+                Ok(None)
+            }
+        }
+    }
+
+    /// Async mode: the faces of `pending` once all its slots are answered, `None` before.
+    /// Never waits.
+    pub fn try_collect(
+        &mut self,
+        pending: &mut Pending,
+        params: &DetectParams,
+    ) -> Option<Result<Vec<Face>, DetectorError>> {
+        for (ticket, answer) in pending.tickets.iter().zip(&mut pending.answers) {
+            if answer.is_none() {
+                match ticket.try_take()? {
+                    Ok(done) => *answer = Some(done),
+                    Err(e) => return Some(Err(e.into())),
+                }
+            }
+        }
+        Some(self.collect(
+            std::mem::replace(pending, Pending::new(Vec::new(), Vec::new())),
+            params,
+        ))
+    }
+
+    /// Waits (at most [`Detector::timeout`] per slot) for a submitted frame's outputs and
+    /// merges them into its faces.
+    pub fn collect(
+        &mut self,
+        pending: Pending,
+        params: &DetectParams,
+    ) -> Result<Vec<Face>, DetectorError> {
+        let finish_params = finish_params(params);
+        let reduce_each = (pending.placements.len() > 1).then_some(&finish_params);
+        // Answers are decoded in slot order, whatever order they came in: the same candidates
+        // in the same order reach `finish` in sync and async mode.
+        let mut faces = Vec::new();
+        let Pending {
+            tickets,
+            placements,
+            answers,
+        } = pending;
+        for ((ticket, placement), answer) in tickets.iter().zip(&placements).zip(answers) {
+            let done = match answer {
+                Some(done) => done,
+                None => ticket.wait(self.timeout)?,
+            };
+            faces.extend(self.decode(done, placement, params.confidence_threshold, reduce_each)?);
+        }
+        Ok(finish(faces, &finish_params))
+    }
+
+    /// The slots of `frame`'s passes and where each lies in the frame. Passes of equal input
+    /// size come together, in plan order, so that the engine batches them as they come.
+    fn prepare(
+        &mut self,
+        frame: &Frame,
+        params: &DetectParams,
+    ) -> Result<(Vec<Slot>, Vec<Placement>), DetectorError> {
         let (regions, _) = tiling::clip_regions(&params.regions, frame.width, frame.height);
         if regions.is_empty() && !params.regions.is_empty() {
             // Every region lies outside the frame: nothing to look at.
-            return Ok(Vec::new());
+            return Ok((Vec::new(), Vec::new()));
         }
         let passes = tiling::plan(
             frame.width,
@@ -173,7 +317,6 @@ impl Detector {
             params.tiling,
             params.tile_scale,
         );
-        // Passes of equal input size share model runs, in plan order.
         let mut groups: Vec<(InputGeometry, Vec<(crate::preprocess::Crop, Placement)>)> =
             Vec::new();
         for pass in &passes {
@@ -193,99 +336,113 @@ impl Detector {
                 None => groups.push((geometry, vec![(crop, placement)])),
             }
         }
-        let per_run = if self.batches { MAX_BATCH } else { 1 };
-        let finish_params = FinishParams {
-            nms_threshold: params.nms_threshold,
-            max_faces: params.max_faces,
-            min_face_size: params.min_face_size,
-            limits: Limits::DEPLOYMENT,
-        };
-        let reduce_each = (passes.len() > 1).then_some(&finish_params);
-        let mut faces = Vec::new();
-        for (geometry, members) in &groups {
-            for chunk in members.chunks(per_run) {
-                self.run(chunk, *geometry, params, reduce_each, &mut faces)?;
+        // The contract of the engine the slots go to: a swap happens only between frames.
+        let contract = Arc::clone(self.client.engine().contract());
+        let (mut slots, mut placements) = (Vec::new(), Vec::new());
+        for (geometry, members) in groups {
+            for (crop, placement) in members {
+                let mut slot = self.spare.pop().unwrap_or_else(|| Slot::new(0, 0));
+                (slot.width, slot.height) = (geometry.width, geometry.height);
+                slot.data.resize(geometry.slot_len(), 0.0);
+                self.preprocessor.fill(
+                    &crop.frame(),
+                    geometry,
+                    &contract,
+                    params.scale_filter,
+                    &mut slot.data,
+                )?;
+                slots.push(slot);
+                placements.push(placement);
             }
         }
-        Ok(finish(faces, &finish_params))
+        Ok((slots, placements))
     }
 
-    /// One model run over `slots` (crops of one input size); their candidates go into `faces`,
-    /// each slot's [`reduce`]d first when `reduce_each` is given (frames of several passes).
-    fn run(
+    /// The candidates of one answered slot, [`reduce`]d when `reduce_each` is given (frames of
+    /// several passes).
+    fn decode(
         &mut self,
-        slots: &[(crate::preprocess::Crop, Placement)],
-        geometry: InputGeometry,
-        params: &DetectParams,
+        done: Done,
+        placement: &Placement,
+        threshold: f32,
         reduce_each: Option<&FinishParams>,
-        faces: &mut Vec<Face>,
-    ) -> Result<(), DetectorError> {
-        let (w, h) = (geometry.width, geometry.height);
-        if self.priors.len() > 16 {
-            // Region sizes changed many times: forget old sizes rather than grow.
-            self.priors.clear();
+    ) -> Result<Vec<Face>, DetectorError> {
+        let Done {
+            output,
+            input,
+            contract,
+            ..
+        } = done;
+        let (w, h) = input.shape();
+        if self.spare.len() < MAX_SPARE {
+            self.spare.push(input);
         }
-        let contract = &self.contract;
+        let same_model = self
+            .priors_of
+            .as_ref()
+            .is_some_and(|c| Arc::ptr_eq(c, &contract));
+        if !same_model || self.priors.len() > 16 {
+            // A swapped model, or region sizes changed many times: forget old sizes.
+            self.priors.clear();
+            self.priors_of = Some(Arc::clone(&contract));
+        }
         let priors = self
             .priors
             .entry((h, w))
             .or_insert_with(|| priors::generate(&contract.priors, h, w));
-        let n = slots.len();
-        let slot_len = geometry.slot_len();
-        self.batch.resize(n * slot_len, 0.0);
-        for ((crop, _), slot) in slots.iter().zip(self.batch.chunks_exact_mut(slot_len)) {
-            self.preprocessor
-                .fill(&crop.frame(), geometry, contract, params.scale_filter, slot)?;
-        }
-        let infer_err = |e: &dyn std::fmt::Display| DetectorError::Inference(e.to_string());
-        let input = TensorRef::from_array_view(([n, 3, h, w], self.batch.as_slice()))
-            .map_err(|e| infer_err(&e))?;
-        let outputs = self
-            .session
-            .run(ort::inputs![contract.input.as_str() => input])
-            .map_err(|e| infer_err(&e))?;
-        let output = |name: &str, per_prior: usize| -> Result<&[f32], DetectorError> {
-            let value = outputs
-                .get(name)
-                .ok_or_else(|| infer_err(&format!("model returned no '{name}'")))?;
-            let (_, data) = value
-                .try_extract_tensor::<f32>()
-                .map_err(|e| infer_err(&e))?;
-            if data.len() != n * priors.len() * per_prior {
-                return Err(infer_err(&format!(
-                    "output '{name}' has {} values for {n} input(s) of {w}×{h}, but the prior layout {:?} gives {} anchors × {per_prior} each; \
+        for (name, values, per_prior) in [
+            (&contract.loc, &output.loc, 4),
+            (&contract.conf, &output.conf, 2),
+            (&contract.landmarks, &output.landmarks, 10),
+        ] {
+            if values.len() != priors.len() * per_prior {
+                return Err(DetectorError::Inference(format!(
+                    "output '{name}' has {} values for an input of {w}×{h}, but the prior layout {:?} gives {} anchors × {per_prior} each; \
                      the model's retinaface.* metadata does not describe it",
-                    data.len(),
+                    values.len(),
                     contract.priors,
                     priors.len()
                 )));
             }
-            Ok(data)
-        };
-        let (loc, conf, landmarks) = (
-            output(&contract.loc, 4)?,
-            output(&contract.conf, 2)?,
-            output(&contract.landmarks, 10)?,
-        );
-        let a = priors.len();
-        for (i, (_, placement)) in slots.iter().enumerate() {
-            let outputs = [
-                &loc[i * a * 4..][..a * 4],
-                &conf[i * a * 2..][..a * 2],
-                &landmarks[i * a * 10..][..a * 10],
-            ];
-            let found = candidates(
-                contract,
-                priors,
-                outputs,
-                params.confidence_threshold,
-                placement,
-            );
-            match reduce_each {
-                Some(finish_params) => faces.extend(reduce(found, finish_params)),
-                None => faces.extend(found),
+        }
+        let found = candidates(&contract, priors, output.rows(), threshold, placement);
+        Ok(match reduce_each {
+            Some(finish_params) => reduce(found, finish_params),
+            None => found,
+        })
+    }
+}
+
+/// What a detector asks of the engine: a frame's own passes share runs of up to [`MAX_BATCH`]
+/// slots whatever `batch_size` says (as they did before the engine was shared, so results do
+/// not depend on it); a larger `batch_size` lets more slots, also of other streams, share one.
+pub fn frame_options(options: ClientOptions) -> ClientOptions {
+    ClientOptions {
+        batch_size: options.batch_size.max(MAX_BATCH),
+        ..options
+    }
+}
+
+fn finish_params(params: &DetectParams) -> FinishParams {
+    FinishParams {
+        nms_threshold: params.nms_threshold,
+        max_faces: params.max_faces,
+        min_face_size: params.min_face_size,
+        limits: Limits::DEPLOYMENT,
+    }
+}
+
+/// An ONNX Runtime loader that also keeps the typed reason of its last failure in `failed`
+/// (the engine passes reasons on as text).
+fn typed_loader(ort_dirs: Vec<PathBuf>, failed: Arc<Mutex<Option<DetectorError>>>) -> Arc<Loader> {
+    Arc::new(move |key: &EngineKey| {
+        match OrtBackend::open(&key.model, &key.session_config(), &ort_dirs) {
+            Ok(backend) => Ok(Box::new(backend) as Box<dyn Backend>),
+            Err(e) => {
+                let reason = crate::engine::load_reason(&e);
+                *failed.lock().unwrap_or_else(PoisonError::into_inner) = Some(e);
+                Err(reason)
             }
         }
-        Ok(())
-    }
+    })
 }

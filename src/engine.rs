@@ -42,6 +42,7 @@ use ort::session::Session;
 use ort::value::TensorRef;
 
 use crate::contract::{ModelContract, TensorInfo};
+use crate::detector::DetectorError;
 use crate::runtime::{self, ExecutionProvider, SessionConfig};
 
 /// What identifies a shareable engine: clients asking for equal keys share one session.
@@ -422,7 +423,7 @@ impl Engine {
 
     /// Queues `slots` together (one lock, so the worker sees them all at once); with
     /// `only_if_room`, refuses (giving the slots back) unless the queue then holds no more than
-    /// a batch's worth for this client.
+    /// a batch's worth for this client (slots of more than a batch: unless the queue is empty).
     fn enqueue(
         &self,
         slots: Vec<Slot>,
@@ -433,7 +434,8 @@ impl Engine {
         let mut state = lock(&self.shared.state);
         if only_if_room {
             state.queue.retain(|r| !r.cancelled.load(Ordering::SeqCst));
-            if state.queue.len() + slots.len() > options.batch_size.clamp(1, self.max_batch) {
+            let room = options.batch_size.clamp(1, self.max_batch).max(slots.len());
+            if state.queue.len() + slots.len() > room {
                 return Err(slots);
             }
         }
@@ -716,6 +718,17 @@ impl Client {
         }
     }
 
+    /// [`Client::try_submit`] for the slots of one frame (e.g. its tiles), handed over together
+    /// or not at all; a frame of more slots than a batch is handed over only onto an empty
+    /// queue. One ticket per slot, in order.
+    pub fn try_submit_all(&self, slots: Vec<Slot>) -> Result<Vec<Ticket>, Vec<Slot>> {
+        if self.in_flight.load(Ordering::SeqCst) > 0 {
+            return Err(slots);
+        }
+        self.engine
+            .enqueue(slots, &self.options, &self.in_flight, true)
+    }
+
     /// Starts moving this client to the engine of `key` (typically a new model path, same
     /// provider, device and threads): it is loaded (or found shared) on a background thread;
     /// [`Client::poll_swap`] applies it. A later call supersedes a pending one.
@@ -821,21 +834,48 @@ pub struct OrtBackend {
     warnings: Vec<String>,
 }
 
+/// A load failure as the text [`EngineError::Load`] shows after the model's path (which
+/// [`DetectorError::Contract`]'s own text would repeat).
+pub fn load_reason(e: &DetectorError) -> String {
+    match e {
+        DetectorError::Contract { source, .. } => {
+            format!("it does not fit the RetinaFace contract: {source}")
+        }
+        other => other.to_string(),
+    }
+}
+
 /// Slots per ONNX Runtime run at most, whatever the clients' `batch_size`: a run's working
 /// memory grows with its batch.
 pub const ORT_MAX_BATCH: usize = 16;
 
 impl OrtBackend {
     /// Loads ONNX Runtime (searching `ort_dirs`, see [`runtime::environment`]) and the model of
-    /// `key`, and checks it against its contract.
+    /// `key`, and checks it against its contract; the error is the reason as text
+    /// ([`load_reason`]).
     pub fn load(key: &EngineKey, ort_dirs: &[PathBuf]) -> Result<Self, String> {
-        let env = runtime::environment(ort_dirs).map_err(|e| e.to_string())?;
-        let loaded = runtime::load_session(env, &key.model, &key.session_config())
-            .map_err(|e| e.to_string())?;
+        Self::open(&key.model, &key.session_config(), ort_dirs).map_err(|e| load_reason(&e))
+    }
+
+    /// [`OrtBackend::load`] with the reason typed: the one place a model is opened and checked
+    /// (reading the contract from its metadata, checking its inputs and outputs).
+    pub fn open(
+        model: &Path,
+        config: &SessionConfig,
+        ort_dirs: &[PathBuf],
+    ) -> Result<Self, DetectorError> {
+        let env = runtime::environment(ort_dirs)?;
+        let loaded = runtime::load_session(env, model, config)?;
         let session = loaded.session;
-        let metadata = session.metadata().map_err(|e| e.to_string())?;
-        let contract = ModelContract::from_metadata(|k| metadata.custom(k))
-            .map_err(|e| format!("it does not fit the RetinaFace contract: {e}"))?;
+        let contract_err = |source| DetectorError::Contract {
+            path: model.to_path_buf(),
+            source,
+        };
+        let metadata = session
+            .metadata()
+            .map_err(|e| DetectorError::Inference(e.to_string()))?;
+        let contract =
+            ModelContract::from_metadata(|k| metadata.custom(k)).map_err(contract_err)?;
         drop(metadata);
         let describe = |outlets: &[ort::value::Outlet]| -> Vec<TensorInfo> {
             outlets
@@ -854,7 +894,7 @@ impl OrtBackend {
         let inputs = describe(session.inputs());
         contract
             .check_io(&inputs, &describe(session.outputs()))
-            .map_err(|e| format!("it does not fit the RetinaFace contract: {e}"))?;
+            .map_err(contract_err)?;
         let batches = inputs[0].shape.first().is_some_and(|n| *n < 0);
         Ok(Self {
             session,

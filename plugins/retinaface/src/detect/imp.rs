@@ -1,5 +1,6 @@
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::{LazyLock, Mutex};
+use std::time::Duration;
 
 use glib::subclass::prelude::*;
 use gst::prelude::*;
@@ -7,7 +8,8 @@ use gst::subclass::prelude::*;
 use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
 use gst_video::prelude::*;
-use retinaface::detector::MAX_FACES;
+use retinaface::detector::{MAX_FACES, Pending};
+use retinaface::engine::{ClientOptions, EngineKey, ORT_MAX_BATCH, Registry};
 use retinaface::tiling::{Rect, clip_regions, parse_regions};
 use retinaface::{DetectParams, Detector, Face, Frame, PixelLayout, Plane, SessionConfig};
 
@@ -31,10 +33,16 @@ const MAX_THREADS: u32 = 64;
 /// Range of `tile-scale`: below 0.25 tiles see less than the whole-frame pass; above 4 a 16-px
 /// anchor covers 4 source pixels, below what a face can be recognised from.
 const TILE_SCALE_RANGE: (f32, f32) = (0.25, 4.0);
+/// Largest `batch-timeout` in µs: waiting longer for other streams than a second stalls every
+/// stream sharing the batch more than batching could ever win back.
+const MAX_BATCH_TIMEOUT_US: u64 = 1_000_000;
 
 #[derive(Debug, Clone)]
 struct Settings {
     model: String,
+    /// Counts `model` changes, so that a running element sees a new model without comparing
+    /// paths every frame.
+    model_serial: u64,
     confidence_threshold: f32,
     nms_threshold: f32,
     max_faces: u32,
@@ -50,6 +58,10 @@ struct Settings {
     /// `regions` as the user wrote it, and parsed.
     regions_text: String,
     regions: Vec<Rect>,
+    batch_size: u32,
+    /// µs.
+    batch_timeout: u64,
+    async_: bool,
 }
 
 impl Default for Settings {
@@ -57,6 +69,7 @@ impl Default for Settings {
         let params = DetectParams::default();
         Self {
             model: default_model_path(),
+            model_serial: 0,
             confidence_threshold: params.confidence_threshold,
             nms_threshold: params.nms_threshold,
             max_faces: params.max_faces as u32,
@@ -77,6 +90,9 @@ impl Default for Settings {
             tile_scale: params.tile_scale,
             regions_text: String::new(),
             regions: params.regions,
+            batch_size: ClientOptions::default().batch_size as u32,
+            batch_timeout: ClientOptions::default().batch_timeout.as_micros() as u64,
+            async_: false,
         }
     }
 }
@@ -95,16 +111,32 @@ impl Settings {
             regions: self.regions.clone(),
         }
     }
+
+    fn client_options(&self) -> ClientOptions {
+        ClientOptions {
+            batch_size: self.batch_size as usize,
+            batch_timeout: Duration::from_micros(self.batch_timeout),
+        }
+    }
 }
 
 struct State {
     detector: Detector,
+    /// Session settings of the engine key (a new `model` keeps them).
+    config: SessionConfig,
+    /// Model path in use, and the `model_serial` last handed to the engine.
+    model: String,
+    model_serial: u64,
+    /// Model path a swap is loading.
+    swapping: Option<String>,
     /// Negotiated caps and the matching pixel layout.
     info: Option<(gst_video::VideoInfo, PixelLayout)>,
     /// Frames seen since the last caps, for `interval`.
     frames: u64,
     /// Faces of the last processed frame, repeated on skipped frames so nothing blinks.
     last_faces: Vec<Face>,
+    /// Async mode: the frame handed to the engine, until its faces are collected.
+    pending: Option<Pending>,
     /// Regions and frame size last checked against each other, so each problem is reported once.
     regions_checked: Option<(Vec<Rect>, u32, u32)>,
 }
@@ -116,11 +148,13 @@ impl State {
     fn reset_carried(&mut self) {
         self.frames = 0;
         self.last_faces.clear();
+        // Its faces belong to the frames before the reset (dropping the tickets cancels it).
+        self.pending = None;
     }
 }
 
 /// Properties that take effect only at the next start (READY → PAUSED).
-const START_ONLY: [&str; 3] = ["model", "threads", "execution-provider"];
+const START_ONLY: [&str; 2] = ["threads", "execution-provider"];
 
 #[derive(Default)]
 pub struct RetinaFaceDetect {
@@ -142,9 +176,9 @@ impl ObjectImpl for RetinaFaceDetect {
             vec![
                 glib::ParamSpecString::builder("model")
                     .nick("Model")
-                    .blurb("Path of the RetinaFace ONNX model (default: $RETINAFACE_MODEL or the model installed by scripts/setup.sh)")
+                    .blurb("Path of the RetinaFace ONNX model (default: $RETINAFACE_MODEL or the model installed by scripts/setup.sh). Set while playing, the new model loads in the background and frames switch to it between two frames; a model that does not load is reported with a WARNING and the old one stays")
                     .default_value(Some(d.model.as_str()))
-                    .mutable_ready()
+                    .mutable_playing()
                     .build(),
                 glib::ParamSpecFloat::builder("confidence-threshold")
                     .nick("Confidence threshold")
@@ -225,6 +259,27 @@ impl ObjectImpl for RetinaFaceDetect {
                     .default_value(d.tile_scale)
                     .mutable_playing()
                     .build(),
+                glib::ParamSpecUInt::builder("batch-size")
+                    .nick("Batch size")
+                    .blurb("Most inputs of one model run, counting those of other streams sharing the model (elements with the same model, provider, device and threads share one session); a frame's own tiles always share runs of up to 4")
+                    .minimum(1)
+                    .maximum(ORT_MAX_BATCH as u32)
+                    .default_value(d.batch_size)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecUInt64::builder("batch-timeout")
+                    .nick("Batch timeout")
+                    .blurb("Longest a frame waits for other streams to fill its batch, in µs (0 = run with whatever is queued)")
+                    .maximum(MAX_BATCH_TIMEOUT_US)
+                    .default_value(d.batch_timeout)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecBoolean::builder("async")
+                    .nick("Asynchronous")
+                    .blurb("Never wait for the model: a frame is handed over only if the model is free (else not analysed), and every buffer carries the latest finished faces, marked as not analysed on it. No latency is added")
+                    .default_value(d.async_)
+                    .mutable_playing()
+                    .build(),
                 glib::ParamSpecString::builder("regions")
                     .nick("Regions")
                     .blurb("Detect only inside these rectangles, 'x,y,w,h;x,y,w,h;…' in frame pixels (empty = whole frame); faces are reported in frame pixels")
@@ -256,8 +311,12 @@ impl ObjectImpl for RetinaFaceDetect {
                 s.model = value
                     .get::<Option<String>>()
                     .unwrap()
-                    .unwrap_or_else(default_model_path)
+                    .unwrap_or_else(default_model_path);
+                s.model_serial += 1;
             }
+            "batch-size" => s.batch_size = value.get().unwrap(),
+            "batch-timeout" => s.batch_timeout = value.get().unwrap(),
+            "async" => s.async_ = value.get().unwrap(),
             "confidence-threshold" => s.confidence_threshold = value.get().unwrap(),
             "nms-threshold" => s.nms_threshold = value.get().unwrap(),
             "max-faces" => s.max_faces = value.get().unwrap(),
@@ -314,6 +373,9 @@ impl ObjectImpl for RetinaFaceDetect {
             "tiling" => s.tiling.to_value(),
             "tile-scale" => s.tile_scale.to_value(),
             "regions" => s.regions_text.to_value(),
+            "batch-size" => s.batch_size.to_value(),
+            "batch-timeout" => s.batch_timeout.to_value(),
+            "async" => s.async_.to_value(),
             _ => unreachable!(),
         }
     }
@@ -354,8 +416,19 @@ impl BaseTransformImpl for RetinaFaceDetect {
             provider: settings.execution_provider.into(),
             device_id: 0,
         };
-        let model = PathBuf::from(&settings.model);
-        let detector = Detector::load(&model, &config, &crate::ort_search_dirs()).map_err(|e| {
+        // Elements with the same model, provider, device and threads share one session
+        // (Registry::global). That is safe: a session only maps an input tensor to outputs and
+        // holds no per-stream state; each element keeps its own preprocessing, priors, carried
+        // faces and settings, and its requests come back on their own tickets. The engine (and
+        // its memory) goes when the last element using it stops.
+        let key = EngineKey::new(Path::new(&settings.model), &config);
+        let detector = Detector::connect(
+            Registry::global(),
+            key,
+            &crate::ort_search_dirs(),
+            settings.client_options(),
+        )
+        .map_err(|e| {
             use retinaface::detector::DetectorError as E;
             use retinaface::runtime::RuntimeError as R;
             match e {
@@ -378,15 +451,20 @@ impl BaseTransformImpl for RetinaFaceDetect {
         gst::info!(
             CAT,
             imp = self,
-            "loaded {} ({:?})",
-            model.display(),
+            "using {} ({:?})",
+            settings.model,
             detector.contract()
         );
         *self.state.lock().unwrap() = Some(State {
             detector,
+            config,
+            model: settings.model,
+            model_serial: settings.model_serial,
+            swapping: None,
             info: None,
             frames: 0,
             last_faces: Vec::new(),
+            pending: None,
             regions_checked: None,
         });
         Ok(())
@@ -441,15 +519,51 @@ impl BaseTransformImpl for RetinaFaceDetect {
 
     fn transform_ip(&self, buf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
         // Only what a frame needs: cloning all settings would copy the model path every frame.
-        let (params, interval, post_messages) = {
+        let (params, interval, post_messages, options, model_serial, async_) = {
             let s = self.settings.lock().unwrap();
-            (s.detect_params(), s.interval, s.post_messages)
+            (
+                s.detect_params(),
+                s.interval,
+                s.post_messages,
+                s.client_options(),
+                s.model_serial,
+                s.async_,
+            )
         };
         let mut guard = self.state.lock().unwrap();
         let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
+        state.detector.set_options(options);
+        self.follow_model(state, model_serial);
         let (info, layout) = state.info.clone().ok_or(gst::FlowError::NotNegotiated)?;
-        let run_model = state.frames % interval.max(1) as u64 == 0;
+        let detect_failed = |e: retinaface::detector::DetectorError| {
+            gst::element_imp_error!(
+                self,
+                gst::StreamError::Failed,
+                ("face detection failed: {e}")
+            );
+            gst::FlowError::Error
+        };
+        if !async_ {
+            // Switched to sync: what is in flight would come late.
+            state.pending = None;
+        }
+        // Async: faces of an earlier frame that came back since the last buffer.
+        let mut arrived = false;
+        if let Some(pending) = state.pending.as_mut()
+            && let Some(result) = state.detector.try_collect(pending, &params)
+        {
+            state.pending = None;
+            state.last_faces = result.map_err(detect_failed)?;
+            arrived = true;
+        }
+        let mut run_model = state.frames % interval.max(1) as u64 == 0;
         state.frames += 1;
+        if async_ && state.pending.is_some() {
+            // The model is busy with an earlier frame: this one is not analysed.
+            run_model = false;
+        }
+        // Whether the faces attached were found on this very frame.
+        let mut analysed = false;
         if run_model {
             self.check_regions(state, &params.regions, info.width(), info.height());
             let frame =
@@ -478,21 +592,37 @@ impl BaseTransformImpl for RetinaFaceDetect {
                 planes: &planes,
                 matrix: videoformat::yuv_matrix(&info.colorimetry()),
             };
-            state.last_faces = state.detector.detect(&core_frame, &params).map_err(|e| {
-                gst::element_imp_error!(
-                    self,
-                    gst::StreamError::Failed,
-                    ("face detection failed: {e}")
-                );
-                gst::FlowError::Error
-            })?;
+            if async_ {
+                // The frame is copied into slots here, so the buffer is never held.
+                let submitted = state.detector.try_submit(&core_frame, &params);
+                if let Some(mut pending) = submitted.map_err(detect_failed)? {
+                    match state.detector.try_collect(&mut pending, &params) {
+                        // Its own faces came back in time (e.g. nothing to look at).
+                        Some(result) => {
+                            state.last_faces = result.map_err(detect_failed)?;
+                            analysed = true;
+                            arrived = true;
+                        }
+                        None => state.pending = Some(pending),
+                    }
+                }
+            } else {
+                state.last_faces = state
+                    .detector
+                    .detect(&core_frame, &params)
+                    .map_err(detect_failed)?;
+                analysed = true;
+                arrived = true;
+            }
         }
         let faces = state.last_faces.clone();
         drop(guard);
-        // `run_model` tells consumers (the tracker) whether these faces were found on this frame
-        // or are carried from the last analysed one.
-        facemeta::attach_detections(buf, &faces, run_model, info.width(), info.height());
-        if post_messages && run_model {
+        // `analysed` tells consumers (the tracker) whether these faces were found on this frame
+        // or are carried from an earlier one. No latency is reported for the model: in sync
+        // mode the frame's own processing is not latency a live source must compensate, and in
+        // async mode a buffer only waits for the hand-over (a copy into slots).
+        facemeta::attach_detections(buf, &faces, analysed, info.width(), info.height());
+        if post_messages && arrived {
             self.post_faces(buf, &faces);
         }
         Ok(gst::FlowSuccess::Ok)
@@ -500,6 +630,48 @@ impl BaseTransformImpl for RetinaFaceDetect {
 }
 
 impl RetinaFaceDetect {
+    /// Between two frames: starts loading a `model` set while running, and moves to it once
+    /// loaded. A model that does not load is reported and the old one stays (also as the
+    /// property's value).
+    fn follow_model(&self, state: &mut State, model_serial: u64) {
+        if model_serial != state.model_serial {
+            let model = self.settings.lock().unwrap().model.clone();
+            state.model_serial = model_serial;
+            let key = EngineKey::new(Path::new(&model), &state.config);
+            gst::info!(CAT, imp = self, "loading {model}");
+            state.detector.client_mut().swap_model(key);
+            state.swapping = Some(model);
+        }
+        let Some(outcome) = state.detector.client_mut().poll_swap() else {
+            return;
+        };
+        let model = state.swapping.take().unwrap_or_default();
+        match outcome {
+            Ok(_) => {
+                gst::info!(
+                    CAT,
+                    imp = self,
+                    "now using {model} ({:?})",
+                    state.detector.contract()
+                );
+                state.model = model;
+            }
+            Err(e) => {
+                {
+                    let mut s = self.settings.lock().unwrap();
+                    if s.model_serial == state.model_serial {
+                        s.model = state.model.clone();
+                    }
+                }
+                gst::element_imp_warning!(
+                    self,
+                    gst::ResourceError::OpenRead,
+                    ("{}; frames go on with '{}'", e, state.model)
+                );
+            }
+        }
+    }
+
     /// Posts a WARNING for each region outside the frame, once per regions and frame size.
     fn check_regions(&self, state: &mut State, regions: &[Rect], width: u32, height: u32) {
         let key = (regions.to_vec(), width, height);
