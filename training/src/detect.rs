@@ -7,7 +7,7 @@ use anyhow::Context;
 use image::{Rgb, RgbImage};
 use imageproc::drawing::{draw_filled_circle_mut, draw_hollow_rect_mut};
 use imageproc::rect::Rect;
-use retinaface::Face;
+use retinaface::{Face, FaceRecord};
 use serde_json::json;
 
 use crate::infer::{InferParams, detect};
@@ -22,19 +22,14 @@ const LANDMARK_COLOURS: [Rgb<u8>; 5] = [
     Rgb([255, 160, 0]),
 ];
 
-/// The faces as JSON objects in the schema the plugin's `retinafacejson` uses for one face
-/// (`id`, the track ID, is always null: single images are not tracked).
+/// The faces as JSON objects in the plugin's schema for one face (`retinaface::FaceRecord`, which
+/// `retinafacejson` writes too); `id`, the track ID, is null: single images are not tracked.
 pub fn faces_json(faces: &[Face]) -> serde_json::Value {
-    faces
+    let records: Vec<FaceRecord> = faces
         .iter()
-        .map(|f| {
-            json!({
-                "x": f.bbox[0], "y": f.bbox[1], "width": f.width(), "height": f.height(),
-                "score": f.score, "id": null,
-                "landmarks": f.landmarks.iter().map(|p| [p[0], p[1]]).collect::<Vec<_>>(),
-            })
-        })
-        .collect()
+        .map(|f| FaceRecord::from_face(f, None))
+        .collect();
+    serde_json::to_value(records).expect("plain numbers and arrays serialize")
 }
 
 /// Draws boxes (green) and landmarks onto `image`.

@@ -59,47 +59,9 @@ pub fn register_backup_meta() {
     }
 }
 
-/// A face as read back from a buffer, in that buffer's pixels.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct FaceRecord {
-    pub x: f64,
-    pub y: f64,
-    pub width: f64,
-    pub height: f64,
-    /// `None` when the producer gave no `detection` param.
-    pub score: Option<f64>,
-    /// Track ID (`object_id` param); `None` when no tracker ran.
-    pub id: Option<u64>,
-    /// Left eye, right eye, nose, left and right mouth corner; empty when absent.
-    pub landmarks: Vec<[f64; 2]>,
-}
-
-impl FaceRecord {
-    /// The record as a core [`Face`] (what the tracker consumes). A missing score counts as
-    /// certain (1.0): the producer asserted a face without saying how sure it was. Missing
-    /// landmarks are put at the box centre, only to keep the face valid; see
-    /// [`attach_tracked`]'s `landmarks`.
-    pub fn to_face(&self) -> Face {
-        let (x, y, w, h) = (
-            self.x as f32,
-            self.y as f32,
-            self.width as f32,
-            self.height as f32,
-        );
-        let centre = [x + w / 2.0, y + h / 2.0];
-        let mut landmarks = [centre; 5];
-        if self.landmarks.len() == 5 {
-            for (l, p) in landmarks.iter_mut().zip(&self.landmarks) {
-                *l = [p[0] as f32, p[1] as f32];
-            }
-        }
-        Face {
-            bbox: [x, y, x + w, y + h],
-            score: self.score.unwrap_or(1.0) as f32,
-            landmarks,
-        }
-    }
-}
+/// A face as read back from a buffer, in that buffer's pixels: the core's record, which is also
+/// the JSON schema of one face (`retinafacejson`, the trainer's `detect`).
+pub use retinaface::FaceRecord;
 
 /// Integer ROI rectangle `(x, y, w, h)` covering `bbox` inside a `width`×`height` frame.
 fn roi_rect(bbox: &[f32; 4], width: u32, height: u32) -> (u32, u32, u32, u32) {

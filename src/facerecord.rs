@@ -1,0 +1,90 @@
+//! The face record shared by the plugin's elements, its JSON lines and the trainer's `detect`.
+
+use crate::decode::Face;
+
+/// One face as elements exchange it (read back from a buffer's metadata, in that buffer's
+/// pixels) and as JSON writes it: `retinafacejson` per frame and the trainer's `detect` per image
+/// serialise this one type, so the schema has one writer.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct FaceRecord {
+    pub x: f64,
+    pub y: f64,
+    pub width: f64,
+    pub height: f64,
+    /// `None` when the producer gave no `detection` param.
+    pub score: Option<f64>,
+    /// Track ID (`object_id` param); `None` when no tracker ran.
+    pub id: Option<u64>,
+    /// Left eye, right eye, nose, left and right mouth corner; empty when absent.
+    pub landmarks: Vec<[f64; 2]>,
+}
+
+impl FaceRecord {
+    /// The record as a core [`Face`] (what the tracker consumes). A missing score counts as
+    /// certain (1.0): the producer asserted a face without saying how sure it was. Missing
+    /// landmarks are put at the box centre, only to keep the face valid (a writer that knows
+    /// the input had none leaves them out again).
+    pub fn to_face(&self) -> Face {
+        let (x, y, w, h) = (
+            self.x as f32,
+            self.y as f32,
+            self.width as f32,
+            self.height as f32,
+        );
+        let centre = [x + w / 2.0, y + h / 2.0];
+        let mut landmarks = [centre; 5];
+        if self.landmarks.len() == 5 {
+            for (l, p) in landmarks.iter_mut().zip(&self.landmarks) {
+                *l = [p[0] as f32, p[1] as f32];
+            }
+        }
+        Face {
+            bbox: [x, y, x + w, y + h],
+            score: self.score.unwrap_or(1.0) as f32,
+            landmarks,
+        }
+    }
+
+    /// The record of a detected `face` (score and landmarks as detected) with track `id`.
+    pub fn from_face(face: &Face, id: Option<u64>) -> Self {
+        Self {
+            x: face.bbox[0] as f64,
+            y: face.bbox[1] as f64,
+            width: face.width() as f64,
+            height: face.height() as f64,
+            score: Some(face.score as f64),
+            id,
+            landmarks: face
+                .landmarks
+                .iter()
+                .map(|p| [p[0] as f64, p[1] as f64])
+                .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_schema_of_one_face() {
+        let face = Face {
+            bbox: [10.0, 20.0, 50.0, 70.0],
+            score: 0.5,
+            landmarks: [[1.0, 2.0], [3.0, 4.0], [5.0, 6.0], [7.0, 8.0], [9.0, 10.0]],
+        };
+        let record = FaceRecord::from_face(&face, Some(7));
+        assert_eq!(
+            serde_json::to_string(&record).unwrap(),
+            r#"{"x":10.0,"y":20.0,"width":40.0,"height":50.0,"score":0.5,"id":7,"landmarks":[[1.0,2.0],[3.0,4.0],[5.0,6.0],[7.0,8.0],[9.0,10.0]]}"#
+        );
+        assert_eq!(record.to_face(), face);
+        let anonymous = FaceRecord::from_face(&face, None);
+        assert!(
+            serde_json::to_string(&anonymous)
+                .unwrap()
+                .contains(r#""id":null"#)
+        );
+    }
+}
