@@ -335,6 +335,42 @@ pub fn read(buffer: &gst::BufferRef) -> Vec<FaceRecord> {
         .collect()
 }
 
+/// The one writer of the per-frame element message (`retinafacedetect`'s `retinaface`,
+/// `retinafacetrack`'s `retinaface-track`): `running-time`, `pts`, `analysed` and `faces`, a list
+/// of `face` structures (`id` when tracked, `x`, `y`, `width`, `height`, `score`, `fresh`:
+/// matched to a detection on this frame, `landmarks`: 10 doubles), all in buffer pixels.
+pub fn message(
+    name: &str,
+    running_time: Option<gst::ClockTime>,
+    pts: Option<gst::ClockTime>,
+    analysed: bool,
+    faces: impl Iterator<Item = (FaceRecord, bool)>,
+) -> gst::Structure {
+    let list: Vec<gst::Structure> = faces
+        .map(|(f, fresh)| {
+            gst::Structure::builder("face")
+                .field_if_some("id", f.id)
+                .field("x", f.x)
+                .field("y", f.y)
+                .field("width", f.width)
+                .field("height", f.height)
+                .field_if_some("score", f.score)
+                .field("fresh", fresh)
+                .field(
+                    "landmarks",
+                    gst::Array::new(f.landmarks.iter().flatten().copied()),
+                )
+                .build()
+        })
+        .collect();
+    gst::Structure::builder(name)
+        .field("running-time", running_time)
+        .field("pts", pts)
+        .field("analysed", analysed)
+        .field("faces", gst::List::new(list))
+        .build()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -691,27 +691,15 @@ impl RetinaFaceDetect {
                 .downcast_ref::<gst::ClockTime>()
                 .and_then(|s| s.to_running_time(pts))
         });
-        let list: Vec<gst::Structure> = faces
-            .iter()
-            .map(|f| {
-                gst::Structure::builder("face")
-                    .field("x", f.bbox[0] as f64)
-                    .field("y", f.bbox[1] as f64)
-                    .field("width", f.width() as f64)
-                    .field("height", f.height() as f64)
-                    .field("score", f.score as f64)
-                    .field(
-                        "landmarks",
-                        gst::Array::new(f.landmarks.iter().flatten().map(|v| *v as f64)),
-                    )
-                    .build()
-            })
-            .collect();
-        let s = gst::Structure::builder(MESSAGE_NAME)
-            .field("running-time", running_time)
-            .field("pts", buf.pts())
-            .field("faces", gst::List::new(list))
-            .build();
+        let s = facemeta::message(
+            MESSAGE_NAME,
+            running_time,
+            buf.pts(),
+            true,
+            faces
+                .iter()
+                .map(|f| (facemeta::FaceRecord::from_face(f, None), true)),
+        );
         let _ = self
             .obj()
             .post_message(gst::message::Element::builder(s).src(&*self.obj()).build());

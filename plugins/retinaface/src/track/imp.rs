@@ -5,7 +5,7 @@ use gst::prelude::*;
 use gst::subclass::prelude::*;
 use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
-use retinaface::{Face, TrackedFace, Tracker, TrackerConfig};
+use retinaface::{Face, FaceRecord, TrackedFace, Tracker, TrackerConfig};
 
 use super::MESSAGE_NAME;
 use crate::facemeta;
@@ -336,32 +336,20 @@ impl RetinaFaceTrack {
                 .downcast_ref::<gst::ClockTime>()
                 .and_then(|s| s.to_running_time(pts))
         });
-        let list: Vec<gst::Structure> = faces
-            .iter()
-            .map(|t| (&t.face, Some(t.id), t.fresh))
-            .chain(unconfirmed.iter().map(|f| (f, None, analysed)))
-            .map(|(f, id, fresh)| {
-                gst::Structure::builder("face")
-                    .field_if_some("id", id)
-                    .field("x", f.bbox[0] as f64)
-                    .field("y", f.bbox[1] as f64)
-                    .field("width", f.width() as f64)
-                    .field("height", f.height() as f64)
-                    .field("score", f.score as f64)
-                    .field("fresh", fresh)
-                    .field(
-                        "landmarks",
-                        gst::Array::new(f.landmarks.iter().flatten().map(|v| *v as f64)),
-                    )
-                    .build()
-            })
-            .collect();
-        let s = gst::Structure::builder(MESSAGE_NAME)
-            .field("running-time", running_time)
-            .field("pts", buf.pts())
-            .field("analysed", analysed)
-            .field("faces", gst::List::new(list))
-            .build();
+        let s = facemeta::message(
+            MESSAGE_NAME,
+            running_time,
+            buf.pts(),
+            analysed,
+            faces
+                .iter()
+                .map(|t| (FaceRecord::from_face(&t.face, Some(t.id)), t.fresh))
+                .chain(
+                    unconfirmed
+                        .iter()
+                        .map(|f| (FaceRecord::from_face(f, None), analysed)),
+                ),
+        );
         let _ = self
             .obj()
             .post_message(gst::message::Element::builder(s).src(&*self.obj()).build());
