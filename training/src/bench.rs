@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::config::{TrainConfig, parse_device};
 use crate::data::{Batch, LoaderConfig, epoch_batches};
 use crate::device_batch::{DeviceBatch, on_device};
-use crate::loss::LossConfig;
+use crate::loss::Criterion;
 use crate::sgd::Sgd;
 use crate::train::{initial_network, load_samples, step};
 
@@ -72,11 +72,11 @@ pub fn benchmark(config: &TrainConfig, timed: usize) -> anyhow::Result<BenchRepo
 
     // Step alone: one batch kept on the device.
     let mut sgd = Sgd::new(config.momentum, config.weight_decay);
-    let loss_config = LossConfig::default();
+    let criterion = Criterion::new(config.loss(), &contract.priors, size as usize, device);
     let input = DeviceBatch::new(&first, size, &contract, device);
     let mut run_steps = |count: usize| {
         for _ in 0..count {
-            let loss = step(&net, &mut sgd, &input, config.lr, true, &loss_config);
+            let loss = step(&net, &mut sgd, &input, config.lr, true, &criterion);
             let _ = loss.total.double_value(&[]);
         }
     };
@@ -91,7 +91,7 @@ pub fn benchmark(config: &TrainConfig, timed: usize) -> anyhow::Result<BenchRepo
     let mut train_steps = |count: usize| {
         let mut images = 0;
         for input in stream.by_ref().take(count) {
-            let loss = step(&net, &mut sgd, &input, config.lr, true, &loss_config);
+            let loss = step(&net, &mut sgd, &input, config.lr, true, &criterion);
             let _ = loss.total.double_value(&[]);
             images += input.images_count;
         }

@@ -7,6 +7,7 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use tch::Device;
 
+use crate::loss::{BoxLoss, ClsLoss, LossConfig};
 use crate::model::BackboneKind;
 
 /// Everything a training run needs. Written to `<output>/config.toml` at the start of a run;
@@ -54,6 +55,14 @@ pub struct TrainConfig {
     pub threads: usize,
     /// Prior/face IoU from which a prior counts as a face.
     pub match_iou: f32,
+    /// Classification loss: `ce-ohem` (reference) or `focal`.
+    pub cls_loss: ClsLoss,
+    /// Box loss: `smooth-l1` (reference), `iou` or `giou`.
+    pub box_loss: BoxLoss,
+    /// Focal loss α (weight of the faces; background gets 1 − α).
+    pub focal_alpha: f64,
+    /// Focal loss γ (focusing exponent).
+    pub focal_gamma: f64,
 }
 
 impl Default for TrainConfig {
@@ -80,6 +89,10 @@ impl Default for TrainConfig {
             checkpoint_every: 0,
             threads: 0,
             match_iou: 0.35,
+            cls_loss: ClsLoss::CeOhem,
+            box_loss: BoxLoss::SmoothL1,
+            focal_alpha: 0.25,
+            focal_gamma: 2.0,
         }
     }
 }
@@ -105,6 +118,17 @@ impl TrainConfig {
             seed: self.seed,
             iou_threshold: self.match_iou,
             prefetch: 2,
+        }
+    }
+
+    /// The loss settings of this run.
+    pub fn loss(&self) -> LossConfig {
+        LossConfig {
+            cls: self.cls_loss,
+            boxes: self.box_loss,
+            focal_alpha: self.focal_alpha,
+            focal_gamma: self.focal_gamma,
+            ..Default::default()
         }
     }
 
@@ -137,6 +161,16 @@ impl TrainConfig {
             self.image_size
         );
         anyhow::ensure!(self.lr > 0.0, "lr must be positive");
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&self.focal_alpha),
+            "focal_alpha {} must be within 0..1",
+            self.focal_alpha
+        );
+        anyhow::ensure!(
+            self.focal_gamma >= 0.0,
+            "focal_gamma {} must not be negative",
+            self.focal_gamma
+        );
         parse_device(&self.device)?;
         Ok(())
     }
@@ -232,5 +266,26 @@ mod tests {
         assert_eq!(partial.backbone, BackboneKind::MobileNet05);
         assert_eq!(partial.batch_size, 32);
         assert!(toml::from_str::<TrainConfig>("epoch = 5").is_err());
+    }
+
+    #[test]
+    fn loss_choices_from_toml() {
+        // The reference recipe is the default.
+        let d = TrainConfig::default().loss();
+        assert_eq!((d.cls, d.boxes), (ClsLoss::CeOhem, BoxLoss::SmoothL1));
+        let c: TrainConfig = toml::from_str(
+            "cls_loss = \"focal\"\nbox_loss = \"giou\"\nfocal_alpha = 0.5\nfocal_gamma = 1.5",
+        )
+        .unwrap();
+        let l = c.loss();
+        assert_eq!((l.cls, l.boxes), (ClsLoss::Focal, BoxLoss::Giou));
+        assert_eq!((l.focal_alpha, l.focal_gamma), (0.5, 1.5));
+        assert_eq!(toml::from_str::<TrainConfig>(&c.to_toml()).unwrap(), c);
+        assert!(toml::from_str::<TrainConfig>("box_loss = \"l2\"").is_err());
+        let bad = TrainConfig {
+            focal_alpha: 1.5,
+            ..Default::default()
+        };
+        assert!(bad.check().unwrap_err().to_string().contains("focal_alpha"));
     }
 }

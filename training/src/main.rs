@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use retinaface_training::config::{TrainConfig, parse_device};
 use retinaface_training::infer::InferParams;
+use retinaface_training::loss::{BoxLoss, ClsLoss};
 use retinaface_training::model::{BackboneKind, RetinaFace};
 use retinaface_training::onnx_io::{export::export_onnx, import::import_onnx};
 use retinaface_training::{detect, evaluate, train};
@@ -119,6 +120,18 @@ struct TrainArgs {
     checkpoint_every: Option<usize>,
     #[arg(long)]
     threads: Option<usize>,
+    /// Classification loss (default ce-ohem, the reference recipe).
+    #[arg(long, value_enum)]
+    cls_loss: Option<ClsLoss>,
+    /// Box loss (default smooth-l1, the reference recipe).
+    #[arg(long, value_enum)]
+    box_loss: Option<BoxLoss>,
+    /// Focal loss α (default 0.25).
+    #[arg(long)]
+    focal_alpha: Option<f64>,
+    /// Focal loss γ (default 2).
+    #[arg(long)]
+    focal_gamma: Option<f64>,
 }
 
 impl TrainArgs {
@@ -144,7 +157,11 @@ impl TrainArgs {
             seed,
             device,
             checkpoint_every,
-            threads
+            threads,
+            cls_loss,
+            box_loss,
+            focal_alpha,
+            focal_gamma
         );
         if self.images.is_some() {
             c.images = self.images;

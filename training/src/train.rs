@@ -14,12 +14,15 @@ use crate::checkpoint::{self, Position};
 use crate::config::{TrainConfig, parse_device};
 use crate::data::{Sample, batches_per_epoch, epoch_batches, read_label_file};
 use crate::device_batch::{DeviceBatch, on_device};
-use crate::loss::{LossConfig, LossTerms, multibox_loss};
+use crate::loss::{ClsLoss, Criterion, LossTerms};
 use crate::model::calibrate::calibrate_batch_norm;
 use crate::model::{ModelConfig, RetinaFace};
 
 /// Images used to estimate BatchNorm statistics of an imported (folded) model.
 const CALIBRATION_IMAGES: usize = 64;
+/// Face probability an untrained network starts from when trained with the focal loss
+/// (RetinaNet's π).
+const FOCAL_FACE_PRIOR: f64 = 0.01;
 use crate::sgd::Sgd;
 
 /// One row of `metrics.csv`.
@@ -47,13 +50,19 @@ pub struct TrainSummary {
 /// The network a new run starts from.
 pub fn initial_network(config: &TrainConfig, device: Device) -> anyhow::Result<RetinaFace> {
     let net = match &config.init {
-        None => RetinaFace::new(
-            ModelConfig {
-                backbone: config.backbone,
-                ..Default::default()
-            },
-            device,
-        )?,
+        None => {
+            let mut net = RetinaFace::new(
+                ModelConfig {
+                    backbone: config.backbone,
+                    ..Default::default()
+                },
+                device,
+            )?;
+            if config.cls_loss == ClsLoss::Focal {
+                net.set_face_prior(FOCAL_FACE_PRIOR);
+            }
+            net
+        }
         Some(path) if path.extension().is_some_and(|e| e == "onnx") => {
             crate::onnx_io::import::import_onnx(path, device)?
         }
@@ -122,18 +131,10 @@ pub fn step(
     input: &DeviceBatch,
     lr: f64,
     train_batch_norm: bool,
-    loss_config: &LossConfig,
+    criterion: &Criterion,
 ) -> LossTerms {
     let out = net.forward_train(&input.images, train_batch_norm);
-    let loss = multibox_loss(
-        &out.loc,
-        &out.conf,
-        &out.landmarks,
-        &input.loc,
-        &input.landmarks,
-        &input.labels,
-        loss_config,
-    );
+    let loss = criterion.loss(&out, input);
     sgd.zero_grad(&net.vs);
     loss.total.backward();
     sgd.step(&net.vs, lr);
@@ -222,7 +223,12 @@ fn run(config: TrainConfig, resume: bool) -> anyhow::Result<TrainSummary> {
             .expect("valid template")
             .progress_chars("=> "),
     );
-    let loss_config = LossConfig::default();
+    let criterion = Criterion::new(
+        config.loss(),
+        &contract.priors,
+        config.image_size as usize,
+        device,
+    );
     let mut iteration = start.iteration;
     let mut last_step = Instant::now();
     for epoch in start.epoch..config.epochs {
@@ -231,7 +237,7 @@ fn run(config: TrainConfig, resume: bool) -> anyhow::Result<TrainSummary> {
         let batches = epoch_batches(samples.clone(), contract.clone(), &loader, epoch, first);
         for input in on_device(batches, size, (*contract).clone(), device) {
             let lr = config.learning_rate(iteration, per_epoch);
-            let loss = step(&net, &mut sgd, &input, lr, !freeze_bn, &loss_config);
+            let loss = step(&net, &mut sgd, &input, lr, !freeze_bn, &criterion);
             let value = loss.total.double_value(&[]);
             if !value.is_finite() {
                 bail!(

@@ -246,6 +246,25 @@ impl RetinaFace {
         Ok(model)
     }
 
+    /// Biases the class heads so that an untrained network scores every prior as a face with
+    /// probability `p` (RetinaNet's prior initialisation, π = 0.01 there). With the focal loss
+    /// every prior contributes to the classification term; starting at p = 0.5, the tens of
+    /// thousands of background priors of a batch would dominate the first updates.
+    pub fn set_face_prior(&mut self, p: f64) {
+        let logit = (p / (1.0 - p)).ln();
+        tch::no_grad(|| {
+            for unit in &mut self.class_head {
+                if let Some(bias) = unit.bias.as_mut() {
+                    // Columns alternate background, face per anchor: σ(l_face − l_bg) = p.
+                    let per_anchor = 2;
+                    let anchors = unit.out_channels / per_anchor;
+                    let values: Vec<f32> = (0..anchors).flat_map(|_| [0.0, logit as f32]).collect();
+                    bias.copy_(&Tensor::from_slice(&values).to_device(bias.device()));
+                }
+            }
+        });
+    }
+
     pub fn parameter_count(&self) -> i64 {
         self.vs
             .trainable_variables()
@@ -253,5 +272,27 @@ impl RetinaFace {
             .map(Tensor::numel)
             .map(|n| n as i64)
             .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn face_prior_sets_the_face_probability_of_every_anchor() {
+        let mut net = RetinaFace::new(ModelConfig::default(), Device::Cpu).unwrap();
+        // Without the features' contribution the scores are the biases alone.
+        tch::no_grad(|| {
+            for unit in &mut net.class_head {
+                let _ = unit.weight.zero_();
+            }
+        });
+        net.set_face_prior(0.01);
+        let x = Tensor::rand([1, 3, 64, 64], tch::kind::FLOAT_CPU) * 100.0;
+        let conf = net.infer(&x).conf;
+        let face: Vec<f32> = Vec::try_from(conf.select(-1, 1).flatten(0, -1)).unwrap();
+        assert_eq!(face.len(), (64 + 16 + 4) * 2);
+        assert!(face.iter().all(|p| (p - 0.01).abs() < 1e-6), "{face:?}");
     }
 }
