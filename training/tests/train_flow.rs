@@ -530,3 +530,53 @@ fn bad_input_gives_clear_errors_not_crashes() {
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
 }
+
+#[test]
+fn mobilenetv2_trains_and_exports_from_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let labels = make_dataset(&dir.path().join("set"), 480);
+    let run = dir.path().join("run");
+    let out = run_trainer(&[
+        "train",
+        "--labels",
+        path(&labels),
+        "--output",
+        path(&run),
+        "--backbone",
+        "mobilenetv2",
+        "--image-size",
+        "256",
+        "--batch-size",
+        "3",
+        "--epochs",
+        "1",
+        "--workers",
+        "1",
+        "--device",
+        "cpu",
+    ]);
+    assert!(out.contains("trained 2 iterations"), "{out}");
+    let loss = loss_column(&run.join("metrics.csv"));
+    assert!(loss.iter().all(|l| l.is_finite()), "{loss:?}");
+    let onnx = dir.path().join("mv2.onnx");
+    let said = run_trainer(&[
+        "export",
+        "--model",
+        path(&run.join("model.safetensors")),
+        "--output",
+        path(&onnx),
+    ]);
+    assert!(said.contains("mobilenetv2 backbone"), "{said}");
+    // ONNX Runtime runs it and agrees with the trained network.
+    let net = RetinaFace::load(&run.join("model.safetensors"), Device::Cpu).unwrap();
+    let image = photo("sample1.jpg", 160);
+    let input = retinaface_training::infer::input_tensor(&net, &image, Device::Cpu);
+    let shape = [1, 3, image.height() as usize, image.width() as usize];
+    let expected = ort_run(
+        &mut ort_session(&onnx),
+        &retinaface_training::infer::to_vec(&input),
+        shape,
+    );
+    let got = retinaface_training::infer::to_vec(&net.infer(&input).conf);
+    assert!(max_abs_diff(&got, &expected[1]) <= 1e-4);
+}

@@ -1,5 +1,6 @@
 //! Backbones: MobileNetV1 at width 0.25 / 0.5 / 1.0, in the layout of the published
-//! RetinaFace-mv0.25, and ResNet-18/34/50 ([`super::resnet`]) (three stages whose outputs, at strides 8, 16 and 32, feed the FPN).
+//! RetinaFace-mv0.25, MobileNetV2 ([`super::mobilenetv2`]) and ResNet-18/34/50
+//! ([`super::resnet`]) (three stages whose outputs, at strides 8, 16 and 32, feed the FPN).
 
 use serde::{Deserialize, Serialize};
 use tch::nn;
@@ -22,6 +23,10 @@ pub enum BackboneKind {
     #[serde(rename = "mobilenet1.0")]
     #[value(name = "mobilenet1.0")]
     MobileNet10,
+    /// MobileNetV2 ×1.0 (torchvision layout), 64-channel neck.
+    #[serde(rename = "mobilenetv2")]
+    #[value(name = "mobilenetv2")]
+    MobileNetV2,
     /// ResNet-18 (torchvision layout), 256-channel neck.
     #[serde(rename = "resnet18")]
     #[value(name = "resnet18")]
@@ -58,6 +63,9 @@ impl BackboneKind {
         match self {
             BackboneKind::ResNet18 | BackboneKind::ResNet34 => [128, 256, 512],
             BackboneKind::ResNet50 => [512, 1024, 2048],
+            BackboneKind::MobileNetV2 => [8, 16, 32].map(|s| {
+                super::mobilenetv2::MobileNetV2::channels_at(s).expect("MobileNetV2 level")
+            }),
             _ => {
                 let c = self.base_channels();
                 [8 * c, 16 * c, 32 * c]
@@ -75,6 +83,7 @@ impl BackboneKind {
             BackboneKind::MobileNet025 => "mobilenet0.25",
             BackboneKind::MobileNet05 => "mobilenet0.5",
             BackboneKind::MobileNet10 => "mobilenet1.0",
+            BackboneKind::MobileNetV2 => "mobilenetv2",
             BackboneKind::ResNet18 => "resnet18",
             BackboneKind::ResNet34 => "resnet34",
             BackboneKind::ResNet50 => "resnet50",
@@ -85,6 +94,7 @@ impl BackboneKind {
 /// The feature extractor of a network.
 pub enum Backbone {
     MobileNet(MobileNetV1),
+    MobileNetV2(Box<super::mobilenetv2::MobileNetV2>),
     ResNet(Box<super::resnet::ResNet>),
 }
 
@@ -106,13 +116,23 @@ impl Backbone {
                 [3, 4, 6, 3],
                 true,
             ))),
-            _ => Backbone::MobileNet(MobileNetV1::new(root, kind)),
+            BackboneKind::MobileNetV2 => {
+                Backbone::MobileNetV2(Box::new(super::mobilenetv2::MobileNetV2::new(root)))
+            }
+            BackboneKind::MobileNet025 | BackboneKind::MobileNet05 | BackboneKind::MobileNet10 => {
+                Backbone::MobileNet(MobileNetV1::new(root, kind))
+            }
         }
     }
 
     pub fn forward<O: Ops>(&self, ops: &mut O, x: &O::T) -> [O::T; 3] {
         match self {
             Backbone::MobileNet(m) => m.forward(ops, x),
+            Backbone::MobileNetV2(m) => {
+                let levels = m.forward(ops, x, &[8, 16, 32]);
+                let [a, b, c]: [O::T; 3] = levels.try_into().ok().expect("three levels");
+                [a, b, c]
+            }
             Backbone::ResNet(r) => r.forward(ops, x),
         }
     }
@@ -120,6 +140,7 @@ impl Backbone {
     pub fn units(&self) -> Box<dyn Iterator<Item = &ConvUnit> + '_> {
         match self {
             Backbone::MobileNet(m) => Box::new(m.units()),
+            Backbone::MobileNetV2(m) => Box::new(m.units()),
             Backbone::ResNet(r) => Box::new(r.units()),
         }
     }
@@ -127,6 +148,7 @@ impl Backbone {
     pub fn units_mut(&mut self) -> Box<dyn Iterator<Item = &mut ConvUnit> + '_> {
         match self {
             Backbone::MobileNet(m) => Box::new(m.units_mut()),
+            Backbone::MobileNetV2(m) => Box::new(m.units_mut()),
             Backbone::ResNet(r) => Box::new(r.units_mut()),
         }
     }

@@ -13,6 +13,8 @@ use tch::{Kind, Tensor};
 pub enum Act {
     None,
     Relu,
+    /// min(max(x, 0), 6): MobileNetV2's activation.
+    Relu6,
     Leaky(f64),
 }
 
@@ -278,6 +280,7 @@ impl Ops for TensorOps {
         match unit.act {
             Act::None => y,
             Act::Relu => y.relu(),
+            Act::Relu6 => y.clamp(0.0, 6.0),
             Act::Leaky(slope) => y.maximum(&(&y * slope)),
         }
     }

@@ -4,6 +4,7 @@
 pub mod backbone;
 pub mod calibrate;
 pub mod layers;
+pub mod mobilenetv2;
 pub mod neck;
 pub mod resnet;
 

@@ -130,10 +130,30 @@ impl GraphBuilder {
         name
     }
 
+    fn float_scalar(&mut self, hint: &str, value: f32) -> String {
+        let name = self.fresh(hint);
+        self.initializers.push(TensorProto {
+            name: Some(name.clone()),
+            dims: vec![],
+            data_type: Some(DataType::Float as i32),
+            raw_data: Some(value.to_le_bytes().to_vec()),
+            ..Default::default()
+        });
+        name
+    }
+
     fn activation(&mut self, x: &str, act: Act) -> String {
         match act {
             Act::None => x.to_string(),
             Act::Relu => self.node("Relu", None, &[x], vec![]),
+            Act::Relu6 => {
+                // Clip takes its bounds as (scalar) inputs since opset 11.
+                let (lo, hi) = (
+                    self.float_scalar("clip_min", 0.0),
+                    self.float_scalar("clip_max", 6.0),
+                );
+                self.node("Clip", None, &[x, &lo, &hi], vec![])
+            }
             Act::Leaky(alpha) => self.node(
                 "LeakyRelu",
                 None,
