@@ -142,6 +142,36 @@ fn streams_share_one_engine_batch_together_and_free_it_at_null() {
     }
 }
 
+/// `shared=false`: each element loads a session of its own (none in the process-wide registry)
+/// and finds the same faces as a shared one.
+#[test]
+fn unshared_elements_have_sessions_of_their_own_and_the_same_faces() {
+    let photos = ["sample1.jpg", "sample2.jpg"];
+    let description = photos
+        .iter()
+        .enumerate()
+        .map(|(i, p)| branch(p, 3, "shared=false", &format!("sink{i}")))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let (pipeline, collected) = launch(&description);
+    pipeline.set_state(gst::State::Paused).unwrap();
+    let (result, _, _) = pipeline.state(gst::ClockTime::from_seconds(60));
+    result.expect("PAUSED within 60 s");
+    assert_eq!(
+        Registry::global().live(),
+        0,
+        "unshared elements do not use the process-wide engines"
+    );
+    play_to_eos(&pipeline);
+    pipeline.set_state(gst::State::Null).unwrap();
+    let mut collected = std::mem::take(&mut *collected.lock().unwrap());
+    for (i, photo) in photos.iter().enumerate() {
+        let own = faces(&collected.remove(&format!("sink{i}")).unwrap());
+        assert!(own.iter().all(|f| !f.is_empty()), "{photo}: faces found");
+        assert_same(photo, &alone(photo, 3), &own);
+    }
+}
+
 /// A model set while playing is swapped in between two frames: no frame is lost and faces go
 /// on; a file that is not a model gives a WARNING naming it, and the old model stays.
 #[test]

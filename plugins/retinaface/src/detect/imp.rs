@@ -13,6 +13,7 @@ use retinaface::engine::{ClientOptions, EngineKey, ORT_MAX_BATCH, Registry};
 use retinaface::tiling::{Rect, clip_regions, parse_regions};
 use retinaface::{DetectParams, Detector, Face, Frame, PixelLayout, Plane, SessionConfig};
 
+use super::latency::ProcessingLatency;
 use super::{ExecutionProvider, MESSAGE_NAME, ScalingMethod, Tiling, default_model_path};
 use crate::{facemeta, videoformat};
 
@@ -62,6 +63,7 @@ struct Settings {
     /// µs.
     batch_timeout: u64,
     async_: bool,
+    shared: bool,
 }
 
 impl Default for Settings {
@@ -93,6 +95,7 @@ impl Default for Settings {
             batch_size: ClientOptions::default().batch_size as u32,
             batch_timeout: ClientOptions::default().batch_timeout.as_micros() as u64,
             async_: false,
+            shared: true,
         }
     }
 }
@@ -154,12 +157,14 @@ impl State {
 }
 
 /// Properties that take effect only at the next start (READY → PAUSED).
-const START_ONLY: [&str; 2] = ["threads", "execution-provider"];
+const START_ONLY: [&str; 3] = ["threads", "execution-provider", "shared"];
 
 #[derive(Default)]
 pub struct RetinaFaceDetect {
     settings: Mutex<Settings>,
     state: Mutex<Option<State>>,
+    /// Outside `state`: latency queries must not wait for a frame's inference.
+    latency: ProcessingLatency,
 }
 
 #[glib::object_subclass]
@@ -280,6 +285,12 @@ impl ObjectImpl for RetinaFaceDetect {
                     .default_value(d.async_)
                     .mutable_playing()
                     .build(),
+                glib::ParamSpecBoolean::builder("shared")
+                    .nick("Shared")
+                    .blurb("Share one model session with every other element of the process that has the same model, execution provider, device and threads (batching across streams needs it); false = a session of its own")
+                    .default_value(d.shared)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecString::builder("regions")
                     .nick("Regions")
                     .blurb("Detect only inside these rectangles, 'x,y,w,h;x,y,w,h;…' in frame pixels (empty = whole frame); faces are reported in frame pixels")
@@ -317,6 +328,7 @@ impl ObjectImpl for RetinaFaceDetect {
             "batch-size" => s.batch_size = value.get().unwrap(),
             "batch-timeout" => s.batch_timeout = value.get().unwrap(),
             "async" => s.async_ = value.get().unwrap(),
+            "shared" => s.shared = value.get().unwrap(),
             "confidence-threshold" => s.confidence_threshold = value.get().unwrap(),
             "nms-threshold" => s.nms_threshold = value.get().unwrap(),
             "max-faces" => s.max_faces = value.get().unwrap(),
@@ -376,6 +388,7 @@ impl ObjectImpl for RetinaFaceDetect {
             "batch-size" => s.batch_size.to_value(),
             "batch-timeout" => s.batch_timeout.to_value(),
             "async" => s.async_.to_value(),
+            "shared" => s.shared.to_value(),
             _ => unreachable!(),
         }
     }
@@ -420,10 +433,18 @@ impl BaseTransformImpl for RetinaFaceDetect {
         // (Registry::global). That is safe: a session only maps an input tensor to outputs and
         // holds no per-stream state; each element keeps its own preprocessing, priors, carried
         // faces and settings, and its requests come back on their own tickets. The engine (and
-        // its memory) goes when the last element using it stops.
+        // its memory) goes when the last element using it stops. `shared=false` gets a registry,
+        // hence a session, of its own.
         let key = EngineKey::new(Path::new(&settings.model), &config);
+        let private;
+        let registry = if settings.shared {
+            Registry::global()
+        } else {
+            private = Registry::new();
+            &private
+        };
         let detector = Detector::connect(
-            Registry::global(),
+            registry,
             key,
             &crate::ort_search_dirs(),
             settings.client_options(),
@@ -472,7 +493,23 @@ impl BaseTransformImpl for RetinaFaceDetect {
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
         *self.state.lock().unwrap() = None;
+        self.latency.clear();
         Ok(())
+    }
+
+    fn query(&self, direction: gst::PadDirection, query: &mut gst::QueryRef) -> bool {
+        if !BaseTransformImplExt::parent_query(self, direction, query) {
+            return false;
+        }
+        if direction == gst::PadDirection::Src
+            && let gst::QueryViewMut::Latency(q) = query.view_mut()
+        {
+            // Sync mode: a buffer leaves up to one inference after it came (see latency.rs).
+            let ours = gst::ClockTime::try_from(self.latency.published()).unwrap_or_default();
+            let (live, min, max) = q.result();
+            q.set(live, min + ours, max.map(|max| max + ours));
+        }
+        true
     }
 
     fn set_caps(&self, incaps: &gst::Caps, _outcaps: &gst::Caps) -> Result<(), gst::LoggableError> {
@@ -547,6 +584,8 @@ impl BaseTransformImpl for RetinaFaceDetect {
             // Switched to sync: what is in flight would come late.
             state.pending = None;
         }
+        // Whether the latency this element reports changed (told to the pipeline below).
+        let mut latency_changed = async_ && self.latency.clear();
         // Async: faces of an earlier frame that came back since the last buffer.
         let mut arrived = false;
         if let Some(pending) = state.pending.as_mut()
@@ -607,16 +646,29 @@ impl BaseTransformImpl for RetinaFaceDetect {
                     }
                 }
             } else {
+                let started = std::time::Instant::now();
                 state.last_faces = state
                     .detector
                     .detect(&core_frame, &params)
                     .map_err(detect_failed)?;
+                latency_changed |= self.latency.record(started.elapsed());
                 analysed = true;
                 arrived = true;
             }
         }
         let faces = state.last_faces.clone();
         drop(guard);
+        if latency_changed {
+            gst::debug!(
+                CAT,
+                imp = self,
+                "latency now {:?}",
+                self.latency.published()
+            );
+            let _ = self
+                .obj()
+                .post_message(gst::message::Latency::builder().src(&*self.obj()).build());
+        }
         // `analysed` tells consumers (the tracker) whether these faces were found on this frame
         // or are carried from an earlier one. No latency is reported for the model: in sync
         // mode the frame's own processing is not latency a live source must compensate, and in

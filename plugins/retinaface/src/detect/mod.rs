@@ -10,6 +10,7 @@
 use gst::prelude::*;
 
 mod imp;
+mod latency;
 
 /// Where the model runs; an unavailable GPU provider falls back to CPU with a warning.
 #[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, Default, glib::Enum)]
