@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 use tch::Device;
 
 use crate::loss::{BoxLoss, ClsLoss, LossConfig};
-use crate::model::BackboneKind;
+use crate::model::{BackboneKind, ModelConfig};
+use retinaface::contract::PriorConfig;
 
 /// Everything a training run needs. Written to `<output>/config.toml` at the start of a run;
 /// `--resume` reads it back.
@@ -63,6 +64,12 @@ pub struct TrainConfig {
     pub focal_alpha: f64,
     /// Focal loss γ (focusing exponent).
     pub focal_gamma: f64,
+    /// Pyramid levels as feature strides: consecutive among 4, 8, 16, 32, 64 (P2…P6).
+    pub steps: Vec<u32>,
+    /// Anchor sizes in pixels, one list per level of `steps`.
+    pub min_sizes: Vec<Vec<f32>>,
+    /// FPN/SSH width; unset: the backbone's reference width (64 for MobileNets, 256 for ResNets).
+    pub neck_channels: Option<i64>,
 }
 
 impl Default for TrainConfig {
@@ -93,6 +100,9 @@ impl Default for TrainConfig {
             box_loss: BoxLoss::SmoothL1,
             focal_alpha: 0.25,
             focal_gamma: 2.0,
+            steps: PriorConfig::default().steps,
+            min_sizes: PriorConfig::default().min_sizes,
+            neck_channels: None,
         }
     }
 }
@@ -119,6 +129,18 @@ impl TrainConfig {
             iou_threshold: self.match_iou,
             prefetch: 2,
         }
+    }
+
+    /// The network a run from scratch builds: the backbone and pyramid of this config.
+    pub fn model_config(&self) -> ModelConfig {
+        let mut config = ModelConfig {
+            backbone: self.backbone,
+            neck_channels: self.neck_channels,
+            ..Default::default()
+        };
+        config.contract.priors.steps = self.steps.clone();
+        config.contract.priors.min_sizes = self.min_sizes.clone();
+        config
     }
 
     /// The loss settings of this run.
@@ -171,9 +193,28 @@ impl TrainConfig {
             "focal_gamma {} must not be negative",
             self.focal_gamma
         );
+        self.model_config().validate()?;
         parse_device(&self.device)?;
         Ok(())
     }
+}
+
+/// Anchor sizes per level as written on the command line: `16,32;64,128;256,512`.
+pub fn parse_min_sizes(s: &str) -> Result<Vec<Vec<f32>>, String> {
+    s.split(';')
+        .map(|level| {
+            level
+                .split(',')
+                .map(|x| {
+                    x.trim()
+                        .parse::<f32>()
+                        .ok()
+                        .filter(|v| v.is_finite() && *v > 0.0)
+                        .ok_or_else(|| format!("'{x}' in '{s}' is not a positive size"))
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// `auto`, `cpu`, `cuda` or `cuda:N`. On a GPU, cuDNN may pick the fastest convolution
@@ -266,6 +307,36 @@ mod tests {
         assert_eq!(partial.backbone, BackboneKind::MobileNet05);
         assert_eq!(partial.batch_size, 32);
         assert!(toml::from_str::<TrainConfig>("epoch = 5").is_err());
+    }
+
+    #[test]
+    fn pyramid_from_toml_and_command_line_syntax() {
+        let c: TrainConfig = toml::from_str(
+            "backbone = \"resnet18\"\nsteps = [4, 8, 16, 32, 64]\nneck_channels = 64\n\
+             min_sizes = [[8, 11], [16, 23], [32, 45], [64, 90], [128, 181]]",
+        )
+        .unwrap();
+        c.check().unwrap();
+        let m = c.model_config();
+        assert_eq!(m.contract.priors.steps, [4, 8, 16, 32, 64]);
+        assert_eq!(m.contract.priors.min_sizes[4], [128.0, 181.0]);
+        assert_eq!(m.neck_width(), 64);
+        assert_eq!(toml::from_str::<TrainConfig>(&c.to_toml()).unwrap(), c);
+        // The default is the reference pyramid and width.
+        let d = TrainConfig::default().model_config();
+        assert_eq!(d, ModelConfig::default());
+        assert_eq!(
+            parse_min_sizes("16,32; 64 ,128;256,512").unwrap(),
+            PriorConfig::default().min_sizes
+        );
+        assert!(parse_min_sizes("16,x").unwrap_err().contains("'x'"));
+        assert!(parse_min_sizes("16,-2").is_err());
+        // A pyramid the network cannot build is refused before anything runs.
+        let bad = TrainConfig {
+            steps: vec![8, 16],
+            ..Default::default()
+        };
+        assert!(bad.check().unwrap_err().to_string().contains("min sizes"));
     }
 
     #[test]

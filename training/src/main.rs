@@ -132,6 +132,16 @@ struct TrainArgs {
     /// Focal loss γ (default 2).
     #[arg(long)]
     focal_gamma: Option<f64>,
+    /// Pyramid levels as strides, comma separated: consecutive among 4,8,16,32,64
+    /// (default 8,16,32).
+    #[arg(long, value_delimiter = ',')]
+    steps: Option<Vec<u32>>,
+    /// Anchor sizes per level, levels separated by ';' (default 16,32;64,128;256,512).
+    #[arg(long)]
+    min_sizes: Option<String>,
+    /// FPN/SSH channels (default 64 for MobileNets, 256 for ResNets).
+    #[arg(long)]
+    neck_channels: Option<i64>,
 }
 
 impl TrainArgs {
@@ -161,8 +171,16 @@ impl TrainArgs {
             cls_loss,
             box_loss,
             focal_alpha,
-            focal_gamma
+            focal_gamma,
+            steps
         );
+        if let Some(sizes) = &self.min_sizes {
+            c.min_sizes = retinaface_training::config::parse_min_sizes(sizes)
+                .map_err(|e| anyhow::anyhow!("--min-sizes: {e}"))?;
+        }
+        if self.neck_channels.is_some() {
+            c.neck_channels = self.neck_channels;
+        }
         if self.images.is_some() {
             c.images = self.images;
         }

@@ -15,8 +15,8 @@ use crate::config::{TrainConfig, parse_device};
 use crate::data::{Sample, batches_per_epoch, epoch_batches, read_label_file};
 use crate::device_batch::{DeviceBatch, on_device};
 use crate::loss::{ClsLoss, Criterion, LossTerms};
+use crate::model::RetinaFace;
 use crate::model::calibrate::calibrate_batch_norm;
-use crate::model::{ModelConfig, RetinaFace};
 
 /// Images used to estimate BatchNorm statistics of an imported (folded) model.
 const CALIBRATION_IMAGES: usize = 64;
@@ -51,13 +51,7 @@ pub struct TrainSummary {
 pub fn initial_network(config: &TrainConfig, device: Device) -> anyhow::Result<RetinaFace> {
     let net = match &config.init {
         None => {
-            let mut net = RetinaFace::new(
-                ModelConfig {
-                    backbone: config.backbone,
-                    ..Default::default()
-                },
-                device,
-            )?;
+            let mut net = RetinaFace::new(config.model_config(), device)?;
             if config.cls_loss == ClsLoss::Focal {
                 net.set_face_prior(FOCAL_FACE_PRIOR);
             }
@@ -78,6 +72,21 @@ pub fn initial_network(config: &TrainConfig, device: Device) -> anyhow::Result<R
             init.display(),
             net.config.backbone.name(),
             config.backbone.name()
+        );
+    }
+    let wanted = config.model_config();
+    if let Some(init) = config.init.as_ref().filter(|_| {
+        net.config.contract.priors.steps != wanted.contract.priors.steps
+            || net.config.contract.priors.min_sizes != wanted.contract.priors.min_sizes
+            || net.config.neck_width() != wanted.neck_width()
+    }) {
+        eprintln!(
+            "note: {} has pyramid steps {:?}, min sizes {:?} and {} neck channels; training that \
+             network (the config's pyramid applies to runs from scratch)",
+            init.display(),
+            net.config.contract.priors.steps,
+            net.config.contract.priors.min_sizes,
+            net.config.neck_width()
         );
     }
     Ok(net)

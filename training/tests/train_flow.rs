@@ -580,3 +580,75 @@ fn mobilenetv2_trains_and_exports_from_the_cli() {
     let got = retinaface_training::infer::to_vec(&net.infer(&input).conf);
     assert!(max_abs_diff(&got, &expected[1]) <= 1e-4);
 }
+
+#[test]
+fn p2_p6_pyramid_trains_and_exports_from_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let labels = make_dataset(&dir.path().join("set"), 480);
+    let run = dir.path().join("run");
+    let out = run_trainer(&[
+        "train",
+        "--labels",
+        path(&labels),
+        "--output",
+        path(&run),
+        "--backbone",
+        "resnet18",
+        "--steps",
+        "4,8,16,32,64",
+        "--min-sizes",
+        "8,11;16,23;32,45;64,90;128,181",
+        "--neck-channels",
+        "64",
+        "--image-size",
+        "256",
+        "--batch-size",
+        "3",
+        "--epochs",
+        "1",
+        "--workers",
+        "1",
+        "--device",
+        "cpu",
+    ]);
+    assert!(out.contains("trained 2 iterations"), "{out}");
+    let onnx = dir.path().join("p2p6.onnx");
+    run_trainer(&[
+        "export",
+        "--model",
+        path(&run.join("model.safetensors")),
+        "--output",
+        path(&onnx),
+    ]);
+    // What the plugin reads from the metadata is the configured pyramid.
+    let session = ort_session(&onnx);
+    let meta = session.metadata().unwrap();
+    let value = |k: &str| meta.custom(k).unwrap_or_default();
+    assert_eq!(value("retinaface.steps"), "4,8,16,32,64");
+    assert_eq!(
+        value("retinaface.min_sizes"),
+        "8,11;16,23;32,45;64,90;128,181"
+    );
+    assert_eq!(value("retinaface.neck_channels"), "64");
+    // A pyramid the network cannot build is refused with the strides it has.
+    let bad = trainer()
+        .args([
+            "train",
+            "--labels",
+            path(&labels),
+            "--output",
+            path(&dir.path().join("bad")),
+            "--steps",
+            "8,32",
+            "--min-sizes",
+            "16;64",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success());
+    assert!(
+        err.contains("[8, 32]") && err.contains("consecutive"),
+        "{err}"
+    );
+}

@@ -1,6 +1,7 @@
 //! Backbones: MobileNetV1 at width 0.25 / 0.5 / 1.0, in the layout of the published
 //! RetinaFace-mv0.25, MobileNetV2 ([`super::mobilenetv2`]) and ResNet-18/34/50
-//! ([`super::resnet`]) (three stages whose outputs, at strides 8, 16 and 32, feed the FPN).
+//! ([`super::resnet`]). Each offers feature maps at strides 4, 8, 16 and 32; the network takes
+//! those its pyramid levels ask for (8, 16 and 32 in the reference configurations).
 
 use serde::{Deserialize, Serialize};
 use tch::nn;
@@ -58,19 +59,32 @@ impl BackboneKind {
         )
     }
 
-    /// Channels of the three feature maps handed to the FPN.
-    pub fn feature_channels(self) -> [i64; 3] {
-        match self {
-            BackboneKind::ResNet18 | BackboneKind::ResNet34 => [128, 256, 512],
-            BackboneKind::ResNet50 => [512, 1024, 2048],
-            BackboneKind::MobileNetV2 => [8, 16, 32].map(|s| {
-                super::mobilenetv2::MobileNetV2::channels_at(s).expect("MobileNetV2 level")
-            }),
-            _ => {
-                let c = self.base_channels();
-                [8 * c, 16 * c, 32 * c]
-            }
+    /// Strides at which this backbone offers feature maps.
+    pub const STRIDES: [u32; 4] = [4, 8, 16, 32];
+
+    /// Channels of the feature map at `stride`, or `None` where the backbone has none.
+    pub fn level_channels(self, stride: u32) -> Option<i64> {
+        if !Self::STRIDES.contains(&stride) {
+            return None;
         }
+        // Stride 4 → ×1, 8 → ×2, 16 → ×4, 32 → ×8 of the stride-4 width, except MobileNetV2.
+        let factor = i64::from(stride / 4);
+        Some(match self {
+            BackboneKind::ResNet18 | BackboneKind::ResNet34 => 64 * factor,
+            BackboneKind::ResNet50 => 256 * factor,
+            BackboneKind::MobileNetV2 => super::mobilenetv2::MobileNetV2::channels_at(stride)?,
+            BackboneKind::MobileNet025 | BackboneKind::MobileNet05 | BackboneKind::MobileNet10 => {
+                4 * self.base_channels() * factor
+            }
+        })
+    }
+
+    /// Channels of the reference three feature maps (strides 8, 16, 32).
+    pub fn feature_channels(self) -> [i64; 3] {
+        [8, 16, 32].map(|s| {
+            self.level_channels(s)
+                .expect("every backbone has 8, 16, 32")
+        })
     }
 
     /// FPN/SSH width: 64 for MobileNets, 256 for ResNets, as in the reference configurations.
@@ -125,16 +139,15 @@ impl Backbone {
         }
     }
 
-    pub fn forward<O: Ops>(&self, ops: &mut O, x: &O::T) -> [O::T; 3] {
-        match self {
-            Backbone::MobileNet(m) => m.forward(ops, x),
-            Backbone::MobileNetV2(m) => {
-                let levels = m.forward(ops, x, &[8, 16, 32]);
-                let [a, b, c]: [O::T; 3] = levels.try_into().ok().expect("three levels");
-                [a, b, c]
-            }
-            Backbone::ResNet(r) => r.forward(ops, x),
-        }
+    /// The feature maps at `strides` (ascending, each in [`BackboneKind::STRIDES`]).
+    pub fn forward<O: Ops>(&self, ops: &mut O, x: &O::T, strides: &[u32]) -> Vec<O::T> {
+        let levels = match self {
+            Backbone::MobileNet(m) => m.forward(ops, x, strides),
+            Backbone::MobileNetV2(m) => m.forward(ops, x, strides),
+            Backbone::ResNet(r) => r.forward(ops, x, strides),
+        };
+        debug_assert_eq!(levels.len(), strides.len(), "levels {strides:?}");
+        levels
     }
 
     pub fn units(&self) -> Box<dyn Iterator<Item = &ConvUnit> + '_> {
@@ -153,6 +166,10 @@ impl Backbone {
         }
     }
 }
+
+/// Index in `fx.stage1` of the unit whose output is the last stride-4 map: the stem, then
+/// blocks 1 (stride 1), 2 (stride 2 → 4) and 3 (stride 1), two units each.
+const STRIDE4_UNIT: usize = 6;
 
 /// MobileNetV1 trunk: `fx.stage1` (stride 8), `fx.stage2` (16), `fx.stage3` (32).
 ///
@@ -217,18 +234,33 @@ impl MobileNetV1 {
         Self { stages }
     }
 
-    pub fn forward<O: Ops>(&self, ops: &mut O, x: &O::T) -> [O::T; 3] {
-        let mut outs: Vec<O::T> = Vec::with_capacity(3);
-        for stage in &self.stages {
-            let mut current: Option<O::T> = None;
-            for unit in stage {
-                let input = current.as_ref().or(outs.last()).unwrap_or(x);
-                current = Some(ops.conv(input, unit));
+    /// The feature maps at `strides` (ascending subset of 4, 8, 16, 32): the ends of the three
+    /// stages, and for stride 4 the last stride-4 map inside `fx.stage1` (after `fx.stage1.3`,
+    /// 4× the stem's channels).
+    pub fn forward<O: Ops>(&self, ops: &mut O, x: &O::T, strides: &[u32]) -> Vec<O::T> {
+        let mut outs: Vec<O::T> = Vec::with_capacity(strides.len());
+        let mut current: Option<O::T> = None;
+        for (s, stage) in self.stages.iter().enumerate() {
+            if outs.len() == strides.len() {
+                break;
             }
-            outs.push(current.expect("stages are not empty"));
+            for (u, unit) in stage.iter().enumerate() {
+                let input = current.as_ref().or(outs.last()).unwrap_or(x);
+                let y = ops.conv(input, unit);
+                let stride = match (s, u) {
+                    (0, STRIDE4_UNIT) => 4,
+                    (_, u) if u + 1 == stage.len() => 8 << s,
+                    _ => 0,
+                };
+                if strides.contains(&stride) {
+                    outs.push(y);
+                    current = None;
+                } else {
+                    current = Some(y);
+                }
+            }
         }
-        let [a, b, c]: [O::T; 3] = outs.try_into().ok().expect("three stages");
-        [a, b, c]
+        outs
     }
 
     pub fn units(&self) -> impl Iterator<Item = &ConvUnit> {

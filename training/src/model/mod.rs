@@ -31,7 +31,17 @@ pub struct ModelConfig {
     /// Weights came from a model with BatchNorm folded in (see `onnx_io::import`): the
     /// BatchNorm statistics are placeholders until [`calibrate::calibrate_batch_norm`] runs.
     pub folded_batch_norm: bool,
+    /// FPN/SSH width; `None`: the backbone's reference width
+    /// ([`BackboneKind::neck_channels`]).
+    pub neck_channels: Option<i64>,
 }
+
+/// Metadata key (trainer-only, like `retinaface.backbone`) under which exports record a
+/// non-default FPN/SSH width, so that `import` rebuilds the same network.
+pub const NECK_CHANNELS_KEY: &str = "retinaface.neck_channels";
+
+/// The extra pyramid level above the backbone's coarsest (stride 32) map.
+pub const EXTRA_STRIDE: u32 = 64;
 
 /// On-disk form of [`ModelConfig`] (`<checkpoint>.json`): the contract is stored as the same
 /// key/value pairs the ONNX metadata uses, so there is one serialisation of it.
@@ -41,23 +51,71 @@ struct StoredConfig {
     contract: BTreeMap<String, String>,
     #[serde(default)]
     folded_batch_norm: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    neck_channels: Option<i64>,
 }
 
 impl ModelConfig {
-    /// The three pyramid levels of these backbones have strides 8, 16 and 32.
+    /// FPN/SSH width of this network.
+    pub fn neck_width(&self) -> i64 {
+        self.neck_channels
+            .unwrap_or_else(|| self.backbone.neck_channels())
+    }
+
+    /// The pyramid levels (prior steps) must be consecutive strides (each twice the previous)
+    /// among those the network produces: the backbone's 4, 8, 16, 32 and an extra stride-64
+    /// level computed from the stride-32 map.
     pub fn validate(&self) -> anyhow::Result<()> {
         let p = &self.contract.priors;
-        if p.steps != [8, 16, 32] {
+        let available: Vec<u32> = BackboneKind::STRIDES
+            .into_iter()
+            .chain([EXTRA_STRIDE])
+            .collect();
+        let producible = |s: &u32| available.contains(s);
+        if p.steps.is_empty()
+            || !p.steps.iter().all(producible)
+            || p.steps.windows(2).any(|w| w[1] != 2 * w[0])
+            || p.steps[0] == EXTRA_STRIDE
+        {
             bail!(
-                "prior steps {:?}: the {} network has feature levels at strides 8, 16, 32",
+                "prior steps {:?}: the {} network has feature levels at strides {:?} (stride 64 \
+                 from the stride-32 level); choose consecutive ones, each twice the previous, \
+                 e.g. 8,16,32 (reference) or 4,8,16,32,64",
                 p.steps,
-                self.backbone.name()
+                self.backbone.name(),
+                available
+            );
+        }
+        if p.min_sizes.len() != p.steps.len() {
+            bail!(
+                "{} prior steps but {} levels of min sizes; give one list of sizes per step",
+                p.steps.len(),
+                p.min_sizes.len()
             );
         }
         if p.min_sizes.iter().any(|s| s.is_empty()) {
             bail!("every prior level needs at least one min size");
         }
+        let neck = self.neck_width();
+        if neck < 8 || neck % 4 != 0 {
+            bail!(
+                "neck_channels {neck}: the SSH module splits the FPN width in a half and two \
+                 quarters; use a multiple of 4, at least 8"
+            );
+        }
         Ok(())
+    }
+
+    /// Strides the backbone must deliver for the pyramid: every level but the extra stride-64
+    /// one, which is computed from the stride-32 level (always present below it, as levels are
+    /// consecutive).
+    pub fn backbone_strides(&self) -> Vec<u32> {
+        let steps = &self.contract.priors.steps;
+        steps
+            .iter()
+            .copied()
+            .filter(|s| *s != EXTRA_STRIDE)
+            .collect()
     }
 
     pub fn to_json(&self) -> serde_json::Value {
@@ -70,6 +128,7 @@ impl ModelConfig {
                 .map(|(k, v)| (k.to_string(), v))
                 .collect(),
             folded_batch_norm: self.folded_batch_norm,
+            neck_channels: self.neck_channels,
         };
         serde_json::to_value(stored).expect("plain data serialises")
     }
@@ -81,6 +140,7 @@ impl ModelConfig {
             backbone: stored.backbone,
             contract,
             folded_batch_norm: stored.folded_batch_norm,
+            neck_channels: stored.neck_channels,
         })
     }
 }
@@ -98,11 +158,16 @@ pub struct RetinaFace {
     pub vs: nn::VarStore,
     pub config: ModelConfig,
     backbone: Backbone,
+    /// Strides asked of the backbone ([`ModelConfig::backbone_strides`]).
+    backbone_strides: Vec<u32>,
+    /// 3×3/2 convolution of the stride-32 map into the stride-64 level (RetinaNet's P6), when
+    /// the pyramid has one. It enters the FPN like a backbone level.
+    extra: Option<ConvUnit>,
     fpn: Fpn,
-    ssh: [Ssh; 3],
-    class_head: [ConvUnit; 3],
-    bbox_head: [ConvUnit; 3],
-    landmark_head: [ConvUnit; 3],
+    ssh: Vec<Ssh>,
+    class_head: Vec<ConvUnit>,
+    bbox_head: Vec<ConvUnit>,
+    landmark_head: Vec<ConvUnit>,
 }
 
 impl RetinaFace {
@@ -111,7 +176,9 @@ impl RetinaFace {
         let vs = nn::VarStore::new(device);
         let root = vs.root();
         let kind = config.backbone;
-        let width = kind.neck_channels();
+        let width = config.neck_width();
+        let steps = config.contract.priors.steps.clone();
+        let levels = steps.len();
         let anchors = |level: usize| config.contract.priors.min_sizes[level].len() as i64;
         let head = |name: &str, level: usize, per_anchor: i64| {
             ConvUnit::new(
@@ -122,13 +189,36 @@ impl RetinaFace {
                 ConvSpec::head(),
             )
         };
+        let c32 = kind
+            .level_channels(32)
+            .expect("every backbone has stride 32");
+        let extra = steps.contains(&EXTRA_STRIDE).then(|| {
+            ConvUnit::new(
+                &root,
+                "fpn.extra",
+                c32,
+                width,
+                ConvSpec::bn(3, 2, layers::Act::for_width(width)),
+            )
+        });
+        let in_channels: Vec<i64> = steps
+            .iter()
+            .map(|&s| match s {
+                EXTRA_STRIDE => width,
+                s => kind.level_channels(s).expect("validated stride"),
+            })
+            .collect();
         let model = Self {
             backbone: Backbone::new(&root, kind),
-            fpn: Fpn::new(&root, kind.feature_channels(), width),
-            ssh: std::array::from_fn(|i| Ssh::new(&root, &format!("ssh{}", i + 1), width)),
-            class_head: std::array::from_fn(|l| head("class_head", l, 2)),
-            bbox_head: std::array::from_fn(|l| head("bbox_head", l, 4)),
-            landmark_head: std::array::from_fn(|l| head("landmark_head", l, 10)),
+            backbone_strides: config.backbone_strides(),
+            extra,
+            fpn: Fpn::new(&root, &in_channels, width),
+            ssh: (0..levels)
+                .map(|i| Ssh::new(&root, &format!("ssh{}", i + 1), width))
+                .collect(),
+            class_head: (0..levels).map(|l| head("class_head", l, 2)).collect(),
+            bbox_head: (0..levels).map(|l| head("bbox_head", l, 4)).collect(),
+            landmark_head: (0..levels).map(|l| head("landmark_head", l, 10)).collect(),
             config,
             vs,
         };
@@ -138,14 +228,19 @@ impl RetinaFace {
     /// The forward pass, written once over [`Ops`]. `conf` is raw logits unless
     /// `softmax` is set (as in inference and the exported model).
     pub fn forward<O: Ops>(&self, ops: &mut O, x: &O::T, softmax: bool) -> Outputs<O::T> {
-        let features = self.backbone.forward(ops, x);
+        let mut features = self.backbone.forward(ops, x, &self.backbone_strides);
+        if let Some(extra) = &self.extra {
+            // Validation put stride 32 right before 64, so it is the last backbone map.
+            let p6 = ops.conv(features.last().expect("the stride-32 map"), extra);
+            features.push(p6);
+        }
         let pyramid = self.fpn.forward(ops, &features);
         let levels: Vec<O::T> = pyramid
             .iter()
             .zip(&self.ssh)
             .map(|(f, ssh)| ssh.forward(ops, f))
             .collect();
-        let mut heads = |units: &[ConvUnit; 3], per_anchor: i64| {
+        let mut heads = |units: &[ConvUnit], per_anchor: i64| {
             let parts: Vec<O::T> = levels
                 .iter()
                 .zip(units)
@@ -184,7 +279,12 @@ impl RetinaFace {
 
     /// Every convolution unit, in a fixed order.
     pub fn units(&self) -> Vec<&ConvUnit> {
-        let mut units: Vec<&ConvUnit> = self.backbone.units().chain(self.fpn.units()).collect();
+        let mut units: Vec<&ConvUnit> = self
+            .backbone
+            .units()
+            .chain(self.extra.as_ref())
+            .chain(self.fpn.units())
+            .collect();
         units.extend(self.ssh.iter().flat_map(|s| s.units()));
         units.extend(
             self.class_head
@@ -199,6 +299,7 @@ impl RetinaFace {
         let mut units: Vec<&mut ConvUnit> = self
             .backbone
             .units_mut()
+            .chain(self.extra.as_mut())
             .chain(self.fpn.units_mut())
             .collect();
         units.extend(self.ssh.iter_mut().flat_map(|s| s.units_mut()));
@@ -295,5 +396,131 @@ mod tests {
         let face: Vec<f32> = Vec::try_from(conf.select(-1, 1).flatten(0, -1)).unwrap();
         assert_eq!(face.len(), (64 + 16 + 4) * 2);
         assert!(face.iter().all(|p| (p - 0.01).abs() < 1e-6), "{face:?}");
+    }
+
+    fn with_steps(backbone: BackboneKind, steps: &[u32]) -> ModelConfig {
+        let mut c = ModelConfig {
+            backbone,
+            ..Default::default()
+        };
+        c.contract.priors.steps = steps.to_vec();
+        c.contract.priors.min_sizes = steps.iter().map(|&s| vec![2.0 * s as f32]).collect();
+        c
+    }
+
+    #[test]
+    fn validate_accepts_the_strides_the_network_produces() {
+        for backbone in [
+            BackboneKind::MobileNet025,
+            BackboneKind::MobileNetV2,
+            BackboneKind::ResNet18,
+            BackboneKind::ResNet50,
+        ] {
+            for steps in [
+                &[8, 16, 32][..],
+                &[4, 8, 16, 32, 64],
+                &[16, 32, 64],
+                &[4, 8],
+                &[32],
+            ] {
+                with_steps(backbone, steps).validate().unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn validate_names_what_is_wrong() {
+        for steps in [
+            &[8, 32][..],
+            &[8, 16, 32, 64, 128],
+            &[64],
+            &[2, 4, 8],
+            &[32, 16, 8],
+            &[],
+        ] {
+            let err = with_steps(BackboneKind::ResNet18, steps)
+                .validate()
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(&format!("{steps:?}")) && err.contains("[4, 8, 16, 32, 64]"),
+                "{steps:?}: {err}"
+            );
+        }
+        let mut c = with_steps(BackboneKind::ResNet18, &[8, 16, 32]);
+        c.contract.priors.min_sizes.pop();
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("3 prior steps but 2 levels")
+        );
+        let c = ModelConfig {
+            neck_channels: Some(30),
+            ..Default::default()
+        };
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("multiple of 4")
+        );
+    }
+
+    #[test]
+    fn every_level_has_the_priors_the_plugin_generates() {
+        // Odd input sizes: each level's map must round up exactly as the prior generator does.
+        let x = Tensor::rand([1, 3, 70, 45], tch::kind::FLOAT_CPU);
+        for backbone in [
+            BackboneKind::MobileNet025,
+            BackboneKind::MobileNetV2,
+            BackboneKind::ResNet34,
+        ] {
+            let config = with_steps(backbone, &[4, 8, 16, 32, 64]);
+            let expected = retinaface::priors::count(&config.contract.priors, 70, 45);
+            let net = RetinaFace::new(config, Device::Cpu).unwrap();
+            let out = net.infer(&x);
+            assert_eq!(out.loc.size(), [1, expected as i64, 4], "{backbone:?}");
+            assert_eq!(
+                out.landmarks.size(),
+                [1, expected as i64, 10],
+                "{backbone:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn reference_pyramid_keeps_the_published_unit_names() {
+        let net = RetinaFace::new(ModelConfig::default(), Device::Cpu).unwrap();
+        let names: Vec<&str> = net.units().iter().map(|u| u.name.as_str()).collect();
+        for name in [
+            "fpn.output3",
+            "fpn.merge1",
+            "fpn.merge2",
+            "ssh3.conv7x7_3",
+            "class_head.2",
+        ] {
+            assert!(names.contains(&name), "{name}");
+        }
+        assert!(
+            !names
+                .iter()
+                .any(|n| n.starts_with("fpn.extra") || *n == "fpn.merge3")
+        );
+        let p6 = RetinaFace::new(
+            with_steps(BackboneKind::MobileNet025, &[4, 8, 16, 32, 64]),
+            Device::Cpu,
+        )
+        .unwrap();
+        let names: Vec<&str> = p6.units().iter().map(|u| u.name.as_str()).collect();
+        for name in [
+            "fpn.extra",
+            "fpn.output5",
+            "fpn.merge4",
+            "ssh5.conv3X3",
+            "landmark_head.4",
+        ] {
+            assert!(names.contains(&name), "{name}");
+        }
     }
 }

@@ -5,53 +5,69 @@ use tch::nn;
 
 use super::layers::{Act, ConvSpec, ConvUnit, Ops};
 
-/// Feature pyramid: 1×1 lateral convolutions `output1..3`, nearest upsampling of the coarser
-/// level, addition, and 3×3 `merge2`/`merge1` smoothing.
+/// Feature pyramid: 1×1 lateral convolutions `output1..N` (finest first), nearest upsampling of
+/// the coarser level, addition, and 3×3 `merge1..N−1` smoothing. With the reference three levels
+/// the names and the computation are those of the published RetinaFace.
 pub struct Fpn {
-    outputs: [ConvUnit; 3],
-    merge1: ConvUnit,
-    merge2: ConvUnit,
+    outputs: Vec<ConvUnit>,
+    /// `merges[i]` smooths level `i` after the coarser level was added; the coarsest has none.
+    merges: Vec<ConvUnit>,
 }
 
 impl Fpn {
-    pub fn new(root: &nn::Path, in_channels: [i64; 3], out: i64) -> Self {
+    pub fn new(root: &nn::Path, in_channels: &[i64], out: i64) -> Self {
         let act = Act::for_width(out);
+        let levels = in_channels.len();
         Self {
-            outputs: std::array::from_fn(|i| {
-                ConvUnit::new(
-                    root,
-                    &format!("fpn.output{}", i + 1),
-                    in_channels[i],
-                    out,
-                    ConvSpec::bn(1, 1, act),
-                )
-            }),
-            merge1: ConvUnit::new(root, "fpn.merge1", out, out, ConvSpec::bn(3, 1, act)),
-            merge2: ConvUnit::new(root, "fpn.merge2", out, out, ConvSpec::bn(3, 1, act)),
+            outputs: in_channels
+                .iter()
+                .enumerate()
+                .map(|(i, &c)| {
+                    ConvUnit::new(
+                        root,
+                        &format!("fpn.output{}", i + 1),
+                        c,
+                        out,
+                        ConvSpec::bn(1, 1, act),
+                    )
+                })
+                .collect(),
+            merges: (0..levels.saturating_sub(1))
+                .map(|i| {
+                    ConvUnit::new(
+                        root,
+                        &format!("fpn.merge{}", i + 1),
+                        out,
+                        out,
+                        ConvSpec::bn(3, 1, act),
+                    )
+                })
+                .collect(),
         }
     }
 
-    pub fn forward<O: Ops>(&self, ops: &mut O, features: &[O::T; 3]) -> [O::T; 3] {
-        let o1 = ops.conv(&features[0], &self.outputs[0]);
-        let o2 = ops.conv(&features[1], &self.outputs[1]);
-        let o3 = ops.conv(&features[2], &self.outputs[2]);
-        let up3 = ops.upsample_to(&o3, &o2);
-        let o2 = ops.add(&o2, &up3);
-        let o2 = ops.conv(&o2, &self.merge2);
-        let up2 = ops.upsample_to(&o2, &o1);
-        let o1 = ops.add(&o1, &up2);
-        let o1 = ops.conv(&o1, &self.merge1);
-        [o1, o2, o3]
+    pub fn forward<O: Ops>(&self, ops: &mut O, features: &[O::T]) -> Vec<O::T> {
+        let mut laterals: Vec<O::T> = features
+            .iter()
+            .zip(&self.outputs)
+            .map(|(f, unit)| ops.conv(f, unit))
+            .collect();
+        // Top-down: each level gets the (already merged) coarser one added, then smoothed.
+        for i in (0..self.merges.len()).rev() {
+            let up = ops.upsample_to(&laterals[i + 1], &laterals[i]);
+            let sum = ops.add(&laterals[i], &up);
+            laterals[i] = ops.conv(&sum, &self.merges[i]);
+        }
+        laterals
     }
 
+    /// Units in the order of the reference checkpoints: laterals, then merges coarse to fine.
     pub fn units_mut(&mut self) -> impl Iterator<Item = &mut ConvUnit> {
-        self.outputs
-            .iter_mut()
-            .chain([&mut self.merge2, &mut self.merge1])
+        self.outputs.iter_mut().chain(self.merges.iter_mut().rev())
     }
 
     pub fn units(&self) -> impl Iterator<Item = &ConvUnit> {
-        self.outputs.iter().chain([&self.merge2, &self.merge1])
+        self.outputs.iter().chain(self.merges.iter().rev())
     }
 }
 

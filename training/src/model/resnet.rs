@@ -1,6 +1,7 @@
 //! ResNet-18/34/50 trunks in torchvision's layout (`body.conv1`, `body.layer1.0.conv1`, …):
 //! stem (7×7/2 convolution, 3×3/2 max pool), then four stages; `layer2..4` (strides 8, 16, 32)
-//! feed the FPN, as in the reference RetinaFace-R50.
+//! feed the FPN, as in the reference RetinaFace-R50, and `layer1` (stride 4) when a P2 level is
+//! configured.
 
 use tch::nn;
 
@@ -88,29 +89,26 @@ impl ResNet {
         Self { stem, layers }
     }
 
-    pub fn forward<O: Ops>(&self, ops: &mut O, x: &O::T) -> [O::T; 3] {
+    /// The outputs of `layer1..4` (strides 4, 8, 16, 32) that `strides` asks for; the trunk
+    /// stops after the last one.
+    pub fn forward<O: Ops>(&self, ops: &mut O, x: &O::T, strides: &[u32]) -> Vec<O::T> {
         let stem = ops.conv(x, &self.stem);
-        let mut layer1 = ops.max_pool(&stem, 3, 2);
-        let mut outs: Vec<O::T> = Vec::with_capacity(3);
+        let mut outs: Vec<O::T> = Vec::with_capacity(strides.len());
+        // The running feature map, unless it was just moved into `outs` as a level.
+        let mut current = Some(ops.max_pool(&stem, 3, 2));
         for (s, layer) in self.layers.iter().enumerate() {
-            let mut current: Option<O::T> = None;
+            if outs.len() == strides.len() {
+                break;
+            }
             for block in layer {
-                let input = match (&current, s) {
-                    (Some(c), _) => c,
-                    (None, 0 | 1) => &layer1,
-                    (None, _) => outs.last().expect("previous stage"),
-                };
+                let input = current.as_ref().or(outs.last()).expect("a feature map");
                 current = Some(block.forward(ops, input));
             }
-            let out = current.expect("stages have blocks");
-            if s == 0 {
-                layer1 = out;
-            } else {
-                outs.push(out);
+            if strides.contains(&(4 << s)) {
+                outs.push(current.take().expect("stages have blocks"));
             }
         }
-        let [a, b, c]: [O::T; 3] = outs.try_into().ok().expect("three pyramid levels");
-        [a, b, c]
+        outs
     }
 
     pub fn units(&self) -> impl Iterator<Item = &ConvUnit> {

@@ -336,6 +336,12 @@ pub fn to_onnx(net: &RetinaFace) -> ModelProto {
         key: Some("retinaface.backbone".into()),
         value: Some(net.config.backbone.name().into()),
     });
+    if let Some(width) = net.config.neck_channels {
+        metadata.push(StringStringEntryProto {
+            key: Some(crate::model::NECK_CHANNELS_KEY.into()),
+            value: Some(width.to_string()),
+        });
+    }
     ModelProto {
         ir_version: Some(IR_VERSION),
         opset_import: vec![OperatorSetIdProto {

@@ -123,11 +123,22 @@ pub fn import_onnx(path: &Path, device: Device) -> anyhow::Result<RetinaFace> {
         }
     };
 
+    let neck_channels = match meta.get(crate::model::NECK_CHANNELS_KEY) {
+        None => None,
+        Some(v) => Some(v.trim().parse::<i64>().with_context(|| {
+            format!(
+                "{}: metadata {}='{v}' is not a channel count",
+                path.display(),
+                crate::model::NECK_CHANNELS_KEY
+            )
+        })?),
+    };
     let mut net = RetinaFace::new(
         ModelConfig {
             backbone,
             contract,
             folded_batch_norm: true,
+            neck_channels,
         },
         device,
     )?;
