@@ -340,6 +340,25 @@ mod tests {
     }
 
     #[test]
+    fn shipped_variant_configs_are_valid() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                let c = TrainConfig::from_toml_file(&path).unwrap();
+                c.check()
+                    .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+                seen += 1;
+            }
+        }
+        assert!(seen >= 4, "{seen} configs in {}", dir.display());
+        // The reference file is the default recipe.
+        let reference = TrainConfig::from_toml_file(&dir.join("mobilenet0.25.toml")).unwrap();
+        assert_eq!(reference, TrainConfig::default());
+    }
+
+    #[test]
     fn loss_choices_from_toml() {
         // The reference recipe is the default.
         let d = TrainConfig::default().loss();
