@@ -24,6 +24,9 @@ pub mod keys {
     pub const MIN_SIZES: &str = "retinaface.min_sizes";
     /// Centre and size variances: `0.1,0.2`.
     pub const VARIANCES: &str = "retinaface.variances";
+    /// Anchor aspect ratios (width / height), the same at every level: `1` (the default, square
+    /// anchors) or e.g. `0.5,1,2`. Each min size gets one anchor per ratio.
+    pub const ASPECT_RATIOS: &str = "retinaface.aspect_ratios";
     /// Whether `conf` holds probabilities (`softmax`) or raw logits (`logits`).
     pub const CONF: &str = "retinaface.conf";
 }
@@ -50,6 +53,8 @@ pub struct PriorConfig {
     pub steps: Vec<u32>,
     pub min_sizes: Vec<Vec<f32>>,
     pub variances: [f32; 2],
+    /// Width/height ratios of the anchors of every min size; `[1.0]` (square) in RetinaFace.
+    pub aspect_ratios: Vec<f32>,
 }
 
 impl Default for PriorConfig {
@@ -58,7 +63,15 @@ impl Default for PriorConfig {
             steps: vec![8, 16, 32],
             min_sizes: vec![vec![16.0, 32.0], vec![64.0, 128.0], vec![256.0, 512.0]],
             variances: [0.1, 0.2],
+            aspect_ratios: vec![1.0],
         }
+    }
+}
+
+impl PriorConfig {
+    /// Anchors per feature-map cell of `level`: its min sizes × the aspect ratios.
+    pub fn anchors_per_cell(&self, level: usize) -> usize {
+        self.min_sizes.get(level).map_or(0, Vec::len) * self.aspect_ratios.len()
     }
 }
 
@@ -199,6 +212,17 @@ impl ModelContract {
                 .ok_or_else(|| bad(keys::VARIANCES, &v, "two positive numbers such as 0.1,0.2"))?;
             c.priors.variances = [f[0], f[1]];
         }
+        if let Some(v) = lookup(keys::ASPECT_RATIOS) {
+            c.priors.aspect_ratios = floats(&v)
+                .filter(|f| !f.is_empty() && f.iter().all(|x| *x > 0.0))
+                .ok_or_else(|| {
+                    bad(
+                        keys::ASPECT_RATIOS,
+                        &v,
+                        "positive width/height ratios such as 1 or 0.5,1,2",
+                    )
+                })?;
+        }
         if c.priors.steps.len() != c.priors.min_sizes.len() {
             return Err(ContractError(format!(
                 "model metadata gives {} prior steps but {} levels of min sizes; they must match",
@@ -253,6 +277,7 @@ impl ModelContract {
                     .join(";"),
             ),
             (keys::VARIANCES, join(&self.priors.variances)),
+            (keys::ASPECT_RATIOS, join(&self.priors.aspect_ratios)),
         ]
     }
 
@@ -352,6 +377,7 @@ mod tests {
                     vec![256.0, 512.0],
                 ],
                 variances: [0.1, 0.2],
+                aspect_ratios: vec![0.5, 1.0, 2.0],
             },
             ..Default::default()
         };
@@ -370,6 +396,14 @@ mod tests {
         assert!(err.0.contains("retinaface.mean"), "{err}");
         let err = ModelContract::from_metadata(lookup(&[(keys::STEPS, "8,16")])).unwrap_err();
         assert!(err.0.contains("must match"), "{err}");
+        for ratios in ["", "1,0", "1,-2", "1,x"] {
+            let err =
+                ModelContract::from_metadata(lookup(&[(keys::ASPECT_RATIOS, ratios)])).unwrap_err();
+            assert!(err.0.contains("retinaface.aspect_ratios"), "{err}");
+        }
+        let c = ModelContract::from_metadata(lookup(&[(keys::ASPECT_RATIOS, "0.5, 1,2")])).unwrap();
+        assert_eq!(c.priors.aspect_ratios, [0.5, 1.0, 2.0]);
+        assert_eq!(c.priors.anchors_per_cell(0), 6);
     }
 
     #[test]

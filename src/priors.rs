@@ -13,8 +13,10 @@ pub struct Prior {
 
 /// Generates priors for an input of `height` × `width` pixels.
 ///
-/// Order: feature level (steps ascending as configured) → row → column → min size, which is the
-/// order in which the network's heads flatten their outputs.
+/// Order: feature level (steps ascending as configured) → row → column → min size → aspect
+/// ratio, which is the order in which the network's heads flatten their outputs. An anchor of
+/// size `s` and ratio `r` (width / height) is `s·√r` wide and `s/√r` high: the area of the
+/// square anchor, reshaped.
 pub fn generate(config: &PriorConfig, height: usize, width: usize) -> Vec<Prior> {
     let mut priors = Vec::with_capacity(count(config, height, width));
     for (step, min_sizes) in config.steps.iter().zip(&config.min_sizes) {
@@ -24,12 +26,16 @@ pub fn generate(config: &PriorConfig, height: usize, width: usize) -> Vec<Prior>
         for row in 0..rows {
             for col in 0..cols {
                 for &size in min_sizes {
-                    priors.push(Prior {
-                        cx: (col as f32 + 0.5) * step as f32 / width as f32,
-                        cy: (row as f32 + 0.5) * step as f32 / height as f32,
-                        w: size / width as f32,
-                        h: size / height as f32,
-                    });
+                    for &ratio in &config.aspect_ratios {
+                        // Exactly `size` for the square anchor, whatever sqrt rounds to.
+                        let r = if ratio == 1.0 { 1.0 } else { ratio.sqrt() };
+                        priors.push(Prior {
+                            cx: (col as f32 + 0.5) * step as f32 / width as f32,
+                            cy: (row as f32 + 0.5) * step as f32 / height as f32,
+                            w: size * r / width as f32,
+                            h: size / r / height as f32,
+                        });
+                    }
                 }
             }
         }
@@ -45,7 +51,7 @@ pub fn count(config: &PriorConfig, height: usize, width: usize) -> usize {
         .zip(&config.min_sizes)
         .map(|(step, sizes)| {
             let step = *step as usize;
-            height.div_ceil(step) * width.div_ceil(step) * sizes.len()
+            height.div_ceil(step) * width.div_ceil(step) * sizes.len() * config.aspect_ratios.len()
         })
         .sum()
 }
@@ -102,5 +108,29 @@ mod tests {
         let p = generate(&config, 360, 641);
         assert_eq!(p.len(), count(&config, 360, 641));
         assert!((p[0].h - 16.0 / 360.0).abs() < 1e-7);
+    }
+
+    #[test]
+    fn aspect_ratios_follow_each_size() {
+        let config = PriorConfig {
+            steps: vec![16],
+            min_sizes: vec![vec![32.0, 64.0]],
+            aspect_ratios: vec![0.5, 1.0, 2.0],
+            ..Default::default()
+        };
+        // 32×32 input: 2×2 cells × 2 sizes × 3 ratios.
+        assert_eq!(count(&config, 32, 32), 24);
+        let p = generate(&config, 32, 32);
+        assert_eq!(p.len(), 24);
+        // Cell (0,0), size 32: ratio 0.5 is 32·√0.5 = 22.627 wide, 32/√0.5 = 45.255 high.
+        let px = |v: f32| v * 32.0;
+        assert!((px(p[0].w) - 22.627_417).abs() < 1e-3, "{:?}", p[0]);
+        assert!((px(p[0].h) - 45.254_834).abs() < 1e-3, "{:?}", p[0]);
+        assert_eq!((px(p[1].w), px(p[1].h)), (32.0, 32.0));
+        assert!((px(p[2].w) - 45.254_834).abs() < 1e-3 && (px(p[2].h) - 22.627_417).abs() < 1e-3);
+        // Then size 64, same cell; the next cell starts after 2 × 3 anchors.
+        assert_eq!((px(p[4].w), p[4].cx), (64.0, 0.25));
+        assert_eq!(p[6].cx, 0.75);
+        assert_eq!(p[6].cy, 0.25);
     }
 }
