@@ -13,25 +13,8 @@ DATA=${RETINAFACE_DATA:-${RETINAFACE_PREFIX:-/usr/local}/share/retinaface}
 MEDIA=$DATA/media
 CLIP=target/bench/faces-1080p.mp4
 
-log() { printf '[bench] %s\n' "$*" >&2; }
-
-if [ ! -f "$CLIP" ]; then
-  log "making $CLIP"
-  mkdir -p "$(dirname "$CLIP")"
-  # One branch per photo: decode, crop to 16:9, scale, repeat as 50 frames; concat plays the
-  # branches one after the other. concat restarts timestamps at every branch, so identity
-  # single-segment=true turns them into one running timeline for the encoder and muxer.
-  branches=()
-  for i in 1 2 3 4 5 6; do
-    branches+=(filesrc location="$MEDIA/sample$i.jpg" ! jpegdec ! aspectratiocrop aspect-ratio=16/9
-      ! videoscale ! videoconvert
-      ! video/x-raw,format=I420,width=1920,height=1080,pixel-aspect-ratio=1/1
-      ! imagefreeze num-buffers=50 ! video/x-raw,framerate=30/1 ! c.)
-  done
-  gst-launch-1.0 -q concat name=c ! identity single-segment=true \
-    ! x264enc speed-preset=veryfast ! mp4mux ! filesink location="$CLIP.part" "${branches[@]}"
-  mv "$CLIP.part" "$CLIP"
-fi
+. scripts/lib/bench-clip.sh
+make_bench_clip "$CLIP" "$MEDIA"
 
 cargo build --release --example bench
 exec target/release/examples/bench --clip "$CLIP" --image "$MEDIA/sample1.jpg" "$@"
