@@ -290,6 +290,55 @@ fn regions_change_while_playing_and_caps_change_with_tiles() {
     assert!(half.iter().any(|g| iou(g, &scaled) >= 0.7), "{half:?}");
 }
 
+/// `roi-type`: upstream ROI metas of that type are regions (in frame pixels); a frame without
+/// them (and no `regions`) is not looked at; face metas are never taken for regions.
+#[test]
+fn upstream_roi_metas_of_the_chosen_type_are_regions() {
+    init();
+    let mut h = gst_check::Harness::new("retinafacedetect");
+    let (caps, buffer) = photo_buffer(FULL_HD);
+    h.set_src_caps(caps);
+    let pull = |h: &mut gst_check::Harness, b: gst::Buffer| {
+        h.push(b).unwrap();
+        facemeta::read(h.pull().expect("a buffer within 60 s").as_ref())
+    };
+    let all = pull(&mut h, buffer.clone());
+    assert!(all.len() >= 2, "{all:?}");
+    let f = &all[0];
+    let with_roi = |roi_type: &str| {
+        let mut b = buffer.copy();
+        gst_video::VideoRegionOfInterestMeta::add(
+            b.make_mut(),
+            roi_type,
+            (
+                (f.x - 30.0).max(0.0) as u32,
+                (f.y - 30.0).max(0.0) as u32,
+                (f.width + 60.0) as u32,
+                (f.height + 60.0) as u32,
+            ),
+        );
+        b
+    };
+    h.element().unwrap().set_property("roi-type", "door");
+    let one = pull(&mut h, with_roi("door"));
+    assert_eq!(one.len(), 1, "{one:?}");
+    assert!(iou(&one[0], f) >= 0.8, "{:?} vs {f:?}", one[0]);
+    // Another type, or none at all: nothing is looked at.
+    assert_eq!(pull(&mut h, with_roi("person")), vec![]);
+    assert_eq!(pull(&mut h, buffer.clone()), vec![]);
+    // Faces from an earlier detector are not regions, even when asked for.
+    h.element().unwrap().set_property("roi-type", "face");
+    // (The upstream face meta itself passes through, without a score: it is not a detection.)
+    let detected: Vec<_> = pull(&mut h, with_roi("face"))
+        .into_iter()
+        .filter(|g| g.score.is_some())
+        .collect();
+    assert_eq!(detected, vec![]);
+    // Unset: upstream metas are ignored and the whole frame is looked at again.
+    h.element().unwrap().set_property("roi-type", "");
+    assert_eq!(pull(&mut h, with_roi("door")).len(), all.len());
+}
+
 /// Every format finds the RGB reference's faces with tiles on.
 #[test]
 fn tiles_work_in_every_format() {

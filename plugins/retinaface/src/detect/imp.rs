@@ -64,6 +64,8 @@ struct Settings {
     batch_timeout: u64,
     async_: bool,
     shared: bool,
+    /// roi_type of upstream ROI metas to look inside (empty = ignore them).
+    roi_type: String,
 }
 
 impl Default for Settings {
@@ -96,6 +98,7 @@ impl Default for Settings {
             batch_timeout: ClientOptions::default().batch_timeout.as_micros() as u64,
             async_: false,
             shared: true,
+            roi_type: String::new(),
         }
     }
 }
@@ -291,6 +294,12 @@ impl ObjectImpl for RetinaFaceDetect {
                     .default_value(d.shared)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecString::builder("roi-type")
+                    .nick("ROI type")
+                    .blurb("Also detect inside the upstream region-of-interest metas of this roi_type (e.g. from gvaattachroi or the application; 'face' is never used); when set, a frame with neither such metas nor 'regions' is not analysed (empty = ignore upstream ROIs)")
+                    .default_value(Some(""))
+                    .mutable_playing()
+                    .build(),
                 glib::ParamSpecString::builder("regions")
                     .nick("Regions")
                     .blurb("Detect only inside these rectangles, 'x,y,w,h;x,y,w,h;…' in frame pixels (empty = whole frame); faces are reported in frame pixels")
@@ -329,6 +338,7 @@ impl ObjectImpl for RetinaFaceDetect {
             "batch-timeout" => s.batch_timeout = value.get().unwrap(),
             "async" => s.async_ = value.get().unwrap(),
             "shared" => s.shared = value.get().unwrap(),
+            "roi-type" => s.roi_type = value.get::<Option<String>>().unwrap().unwrap_or_default(),
             "confidence-threshold" => s.confidence_threshold = value.get().unwrap(),
             "nms-threshold" => s.nms_threshold = value.get().unwrap(),
             "max-faces" => s.max_faces = value.get().unwrap(),
@@ -389,6 +399,7 @@ impl ObjectImpl for RetinaFaceDetect {
             "batch-timeout" => s.batch_timeout.to_value(),
             "async" => s.async_.to_value(),
             "shared" => s.shared.to_value(),
+            "roi-type" => s.roi_type.to_value(),
             _ => unreachable!(),
         }
     }
@@ -556,7 +567,7 @@ impl BaseTransformImpl for RetinaFaceDetect {
 
     fn transform_ip(&self, buf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
         // Only what a frame needs: cloning all settings would copy the model path every frame.
-        let (params, interval, post_messages, options, model_serial, async_) = {
+        let (mut params, interval, post_messages, options, model_serial, async_, roi_type) = {
             let s = self.settings.lock().unwrap();
             (
                 s.detect_params(),
@@ -565,6 +576,7 @@ impl BaseTransformImpl for RetinaFaceDetect {
                 s.client_options(),
                 s.model_serial,
                 s.async_,
+                (!s.roi_type.is_empty()).then(|| s.roi_type.clone()),
             )
         };
         let mut guard = self.state.lock().unwrap();
@@ -605,6 +617,20 @@ impl BaseTransformImpl for RetinaFaceDetect {
         let mut analysed = false;
         if run_model {
             self.check_regions(state, &params.regions, info.width(), info.height());
+        }
+        if run_model && let Some(roi_type) = &roi_type {
+            params
+                .regions
+                .extend(super::roi::upstream_regions(buf, roi_type));
+            if params.regions.is_empty() {
+                // Nothing to look at on this frame: no faces, and nothing carried into it.
+                run_model = false;
+                state.last_faces.clear();
+                analysed = true;
+                arrived = true;
+            }
+        }
+        if run_model {
             let frame =
                 gst_video::VideoFrameRef::from_buffer_ref_readable(&*buf, &info).map_err(|_| {
                     gst::element_imp_error!(

@@ -11,6 +11,7 @@ use gst::prelude::*;
 
 mod imp;
 mod latency;
+mod roi;
 
 /// Where the model runs; an unavailable GPU provider falls back to CPU with a warning.
 #[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, Default, glib::Enum)]
