@@ -70,6 +70,10 @@ pub struct TrainConfig {
     pub min_sizes: Vec<Vec<f32>>,
     /// FPN/SSH width; unset: the backbone's reference width (64 for MobileNets, 256 for ResNets).
     pub neck_channels: Option<i64>,
+    /// Anchor aspect ratios (width / height) of every min size: `[1.0]` in RetinaFace.
+    pub aspect_ratios: Vec<f32>,
+    /// `ssh` (RetinaFace) or `retinanet` (shared four-convolution subnets, sigmoid score).
+    pub head: crate::model::HeadKind,
 }
 
 impl Default for TrainConfig {
@@ -103,6 +107,8 @@ impl Default for TrainConfig {
             steps: PriorConfig::default().steps,
             min_sizes: PriorConfig::default().min_sizes,
             neck_channels: None,
+            aspect_ratios: PriorConfig::default().aspect_ratios,
+            head: crate::model::HeadKind::Ssh,
         }
     }
 }
@@ -136,8 +142,10 @@ impl TrainConfig {
         let mut config = ModelConfig {
             backbone: self.backbone,
             neck_channels: self.neck_channels,
+            head: self.head,
             ..Default::default()
         };
+        config.contract.priors.aspect_ratios = self.aspect_ratios.clone();
         config.contract.priors.steps = self.steps.clone();
         config.contract.priors.min_sizes = self.min_sizes.clone();
         config

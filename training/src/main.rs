@@ -142,6 +142,12 @@ struct TrainArgs {
     /// FPN/SSH channels (default 64 for MobileNets, 256 for ResNets).
     #[arg(long)]
     neck_channels: Option<i64>,
+    /// Anchor aspect ratios (width / height), comma separated (default 1).
+    #[arg(long, value_delimiter = ',')]
+    aspect_ratios: Option<Vec<f32>>,
+    /// ssh (RetinaFace, default) or retinanet.
+    #[arg(long, value_enum)]
+    head: Option<retinaface_training::model::HeadKind>,
 }
 
 impl TrainArgs {
@@ -172,7 +178,9 @@ impl TrainArgs {
             box_loss,
             focal_alpha,
             focal_gamma,
-            steps
+            steps,
+            aspect_ratios,
+            head
         );
         if let Some(sizes) = &self.min_sizes {
             c.min_sizes = retinaface_training::config::parse_min_sizes(sizes)

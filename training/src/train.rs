@@ -52,7 +52,9 @@ pub fn initial_network(config: &TrainConfig, device: Device) -> anyhow::Result<R
     let net = match &config.init {
         None => {
             let mut net = RetinaFace::new(config.model_config(), device)?;
-            if config.cls_loss == ClsLoss::Focal {
+            // The focal loss, and the RetinaNet head designed with it, start from face prior π.
+            if config.cls_loss == ClsLoss::Focal || config.head == crate::model::HeadKind::RetinaNet
+            {
                 net.set_face_prior(FOCAL_FACE_PRIOR);
             }
             net

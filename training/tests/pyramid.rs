@@ -7,15 +7,15 @@ mod common;
 use common::*;
 use retinaface::{DetectParams, Detector, SessionConfig};
 use retinaface_training::infer::{InferParams, detect, input_tensor, to_vec};
-use retinaface_training::model::{BackboneKind, ModelConfig, RetinaFace};
+use retinaface_training::model::{BackboneKind, HeadKind, ModelConfig, RetinaFace};
 use retinaface_training::onnx_io::{export::export_onnx, import::import_onnx};
 use tch::Device;
 
 const TOLERANCE: f32 = 1e-4;
 
-/// A network with pyramid `steps`, two anchor sizes per level (√2 apart, 2×stride first) and
-/// FPN/SSH width `neck` (`None`: the backbone's reference width).
-fn network(backbone: BackboneKind, steps: &[u32], neck: Option<i64>) -> RetinaFace {
+/// Pyramid `steps`, two anchor sizes per level (√2 apart, 2×stride first) and FPN/SSH width
+/// `neck` (`None`: the backbone's reference width).
+fn pyramid(backbone: BackboneKind, steps: &[u32], neck: Option<i64>) -> ModelConfig {
     let mut config = ModelConfig {
         backbone,
         neck_channels: neck,
@@ -26,6 +26,31 @@ fn network(backbone: BackboneKind, steps: &[u32], neck: Option<i64>) -> RetinaFa
         .iter()
         .map(|&s| vec![2.0 * s as f32, 2.0 * s as f32 * std::f32::consts::SQRT_2])
         .collect();
+    config
+}
+
+/// The RetinaNet head on a P3–P6 ResNet-18 (64 channels) with RetinaNet's anchors: three
+/// scales (2^0, 2^⅓, 2^⅔ × 4·stride) × three aspect ratios per cell.
+fn retinanet() -> ModelConfig {
+    let mut config = pyramid(BackboneKind::ResNet18, &[8, 16, 32, 64], Some(64));
+    config.head = HeadKind::RetinaNet;
+    config.contract.priors.aspect_ratios = vec![0.5, 1.0, 2.0];
+    config.contract.priors.min_sizes = config
+        .contract
+        .priors
+        .steps
+        .iter()
+        .map(|&s| {
+            [0.0f32, 1.0, 2.0]
+                .map(|k| 4.0 * s as f32 * (k / 3.0).exp2())
+                .to_vec()
+        })
+        .collect();
+    config
+}
+
+/// `network(pyramid(..))`: the network of `config` with settled BatchNorm statistics.
+fn network(config: ModelConfig) -> RetinaFace {
     let net = RetinaFace::new(config, Device::Cpu).unwrap();
     // BatchNorm statistics from a photo, as training would leave them. Fresh statistics (mean 0,
     // variance 1) let an untrained ResNet's activations grow to logits in the thousands, where
@@ -49,14 +74,16 @@ fn network(backbone: BackboneKind, steps: &[u32], neck: Option<i64>) -> RetinaFa
 fn pyramid_variants_export_and_match_onnx_runtime() {
     tch::set_num_threads(1);
     let photo = photo("sample1.jpg", 640);
-    for (backbone, steps, neck) in [
-        (BackboneKind::ResNet18, &[4, 8, 16, 32, 64][..], Some(64)),
-        (BackboneKind::MobileNet025, &[4, 8, 16, 32, 64][..], None),
-        (BackboneKind::MobileNetV2, &[4, 8, 16, 32][..], Some(32)),
-        (BackboneKind::ResNet18, &[16, 32, 64][..], Some(128)),
+    for config in [
+        pyramid(BackboneKind::ResNet18, &[4, 8, 16, 32, 64], Some(64)),
+        pyramid(BackboneKind::MobileNet025, &[4, 8, 16, 32, 64], None),
+        pyramid(BackboneKind::MobileNetV2, &[4, 8, 16, 32], Some(32)),
+        pyramid(BackboneKind::ResNet18, &[16, 32, 64], Some(128)),
+        retinanet(),
     ] {
         tch::manual_seed(5);
-        let net = network(backbone, steps, neck);
+        let (backbone, steps) = (config.backbone, config.contract.priors.steps.clone());
+        let net = network(config);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("model.onnx");
         export_onnx(&net, &path).unwrap();
@@ -98,18 +125,38 @@ fn pyramid_variants_export_and_match_onnx_runtime() {
         assert_eq!(again.config.contract.priors, net.config.contract.priors);
         assert_eq!(again.config.neck_width(), net.config.neck_width());
         assert_eq!(again.config.backbone, backbone);
+        assert_eq!(again.config.head, net.config.head);
         assert_eq!(again.parameter_count(), net.parameter_count());
     }
 }
 
 #[test]
 fn p2_p6_model_runs_in_the_plugin_detector() {
-    tch::set_num_threads(1);
     tch::manual_seed(9);
-    let net = network(BackboneKind::ResNet18, &[4, 8, 16, 32, 64], Some(64));
+    let net = network(pyramid(
+        BackboneKind::ResNet18,
+        &[4, 8, 16, 32, 64],
+        Some(64),
+    ));
+    plugin_finds_what_the_trainer_finds(&net);
+}
+
+#[test]
+fn retinanet_head_runs_in_the_plugin_detector() {
+    tch::manual_seed(9);
+    let mut net = network(retinanet());
+    // Away from the 0.01 prior, so that scores spread and the 20 best are well apart.
+    net.set_face_prior(0.5);
+    plugin_finds_what_the_trainer_finds(&net);
+}
+
+/// Exports `net` and runs it through the plugin's detector core on a photo at native size: the
+/// 20 best boxes must be the trainer's own decoding of the same outputs.
+fn plugin_finds_what_the_trainer_finds(net: &RetinaFace) {
+    tch::set_num_threads(1);
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("p2p6.onnx");
-    export_onnx(&net, &path).unwrap();
+    let path = dir.path().join("model.onnx");
+    export_onnx(net, &path).unwrap();
     let image = photo("sample1.jpg", 200);
     let (w, h) = (image.width() as usize, image.height() as usize);
 
@@ -131,7 +178,7 @@ fn p2_p6_model_runs_in_the_plugin_detector() {
     // 20th best, so that a score-ordered list of about 20 boxes (not the 500-face cap) is compared.
     let trainer = |threshold: f32| {
         detect(
-            &net,
+            net,
             &image,
             &InferParams {
                 confidence_threshold: threshold,
@@ -167,6 +214,6 @@ fn p2_p6_model_runs_in_the_plugin_detector() {
             assert!(a.is_finite() && (a - b).abs() < 0.5, "{g:?} vs {t:?}");
         }
     }
-    // The plugin also knows the layout: its contract has the five levels from the metadata.
-    assert_eq!(detector.contract().priors.steps, [4, 8, 16, 32, 64]);
+    // The plugin knows the layout from the metadata.
+    assert_eq!(detector.contract().priors, net.config.contract.priors);
 }

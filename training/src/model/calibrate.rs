@@ -77,6 +77,9 @@ impl Ops for RecordingOps {
     fn softmax(&mut self, x: &Tensor) -> Tensor {
         self.inner.softmax(x)
     }
+    fn sigmoid_pair(&mut self, x: &Tensor) -> Tensor {
+        self.inner.sigmoid_pair(x)
+    }
 }
 
 /// Measures the statistics on `inputs` (NCHW network inputs) and rewrites every BatchNorm as

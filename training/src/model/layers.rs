@@ -252,6 +252,10 @@ pub trait Ops {
     fn concat_priors(&mut self, xs: &[Self::T]) -> Self::T;
     /// Softmax over the last axis (class scores).
     fn softmax(&mut self, x: &Self::T) -> Self::T;
+    /// One sigmoid logit per prior `[N, P, 1]` → `[N, P, 2]` = `[1 − σ(x), σ(x)]`: the two
+    /// softmax columns the model contract (and every plugin build) reads, with the same face
+    /// probability.
+    fn sigmoid_pair(&mut self, x: &Self::T) -> Self::T;
 }
 
 /// [`Ops`] on tch tensors.
@@ -326,5 +330,10 @@ impl Ops for TensorOps {
 
     fn softmax(&mut self, x: &Tensor) -> Tensor {
         x.softmax(-1, Kind::Float)
+    }
+
+    fn sigmoid_pair(&mut self, x: &Tensor) -> Tensor {
+        let face = x.sigmoid();
+        Tensor::cat(&[1.0 - &face, face], -1)
     }
 }

@@ -7,6 +7,7 @@ pub mod layers;
 pub mod mobilenetv2;
 pub mod neck;
 pub mod resnet;
+pub mod retinanet;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -21,6 +22,8 @@ pub use backbone::BackboneKind;
 use layers::ConvSpec;
 pub use layers::{ConvUnit, Ops, TensorOps};
 use neck::{Fpn, Ssh};
+pub use retinanet::HeadKind;
+use retinanet::RetinaNetHead;
 
 /// What a checkpoint needs besides its weights: the architecture and the model contract
 /// (input layout and priors) that the exported ONNX will carry.
@@ -34,7 +37,11 @@ pub struct ModelConfig {
     /// FPN/SSH width; `None`: the backbone's reference width
     /// ([`BackboneKind::neck_channels`]).
     pub neck_channels: Option<i64>,
+    pub head: HeadKind,
 }
+
+/// Metadata key (trainer-only) naming the head, for `import`.
+pub const HEAD_KEY: &str = "retinaface.head";
 
 /// Metadata key (trainer-only, like `retinaface.backbone`) under which exports record a
 /// non-default FPN/SSH width, so that `import` rebuilds the same network.
@@ -53,6 +60,8 @@ struct StoredConfig {
     folded_batch_norm: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     neck_channels: Option<i64>,
+    #[serde(default)]
+    head: HeadKind,
 }
 
 impl ModelConfig {
@@ -96,6 +105,22 @@ impl ModelConfig {
         if p.min_sizes.iter().any(|s| s.is_empty()) {
             bail!("every prior level needs at least one min size");
         }
+        if p.aspect_ratios.is_empty()
+            || p.aspect_ratios.iter().any(|r| !(*r > 0.0 && r.is_finite()))
+        {
+            bail!(
+                "aspect ratios {:?}: give at least one positive width/height ratio (1 = square)",
+                p.aspect_ratios
+            );
+        }
+        let per_cell: Vec<usize> = (0..p.steps.len()).map(|l| p.anchors_per_cell(l)).collect();
+        if self.head == HeadKind::RetinaNet && per_cell.windows(2).any(|w| w[0] != w[1]) {
+            bail!(
+                "the retinanet head shares its weights across levels, so every level needs the \
+                 same number of anchors; min sizes {:?} give {per_cell:?} per cell",
+                p.min_sizes
+            );
+        }
         let neck = self.neck_width();
         if neck < 8 || neck % 4 != 0 {
             bail!(
@@ -129,6 +154,7 @@ impl ModelConfig {
                 .collect(),
             folded_batch_norm: self.folded_batch_norm,
             neck_channels: self.neck_channels,
+            head: self.head,
         };
         serde_json::to_value(stored).expect("plain data serialises")
     }
@@ -141,12 +167,14 @@ impl ModelConfig {
             contract,
             folded_batch_norm: stored.folded_batch_norm,
             neck_channels: stored.neck_channels,
+            head: stored.head,
         })
     }
 }
 
 /// The three outputs: box regressions `[N, P, 4]`, class scores `[N, P, 2]` (logits in
-/// training, probabilities from [`RetinaFace::infer`]) and landmark regressions `[N, P, 10]`.
+/// training, probabilities from [`RetinaFace::infer`]; in training the RetinaNet head gives one
+/// sigmoid logit `[N, P, 1]` instead) and landmark regressions `[N, P, 10]`.
 pub struct Outputs<T> {
     pub loc: T,
     pub conf: T,
@@ -168,6 +196,8 @@ pub struct RetinaFace {
     class_head: Vec<ConvUnit>,
     bbox_head: Vec<ConvUnit>,
     landmark_head: Vec<ConvUnit>,
+    /// The shared subnets of [`HeadKind::RetinaNet`] (then `ssh` and the `*_head`s are empty).
+    retinanet: Option<RetinaNetHead>,
 }
 
 impl RetinaFace {
@@ -179,7 +209,13 @@ impl RetinaFace {
         let width = config.neck_width();
         let steps = config.contract.priors.steps.clone();
         let levels = steps.len();
-        let anchors = |level: usize| config.contract.priors.min_sizes[level].len() as i64;
+        let anchors = |level: usize| config.contract.priors.anchors_per_cell(level) as i64;
+        // Per-level SSH heads (RetinaFace) or the shared RetinaNet subnets.
+        let ssh_levels = if config.head == HeadKind::Ssh {
+            levels
+        } else {
+            0
+        };
         let head = |name: &str, level: usize, per_anchor: i64| {
             ConvUnit::new(
                 &root,
@@ -213,12 +249,16 @@ impl RetinaFace {
             backbone_strides: config.backbone_strides(),
             extra,
             fpn: Fpn::new(&root, &in_channels, width),
-            ssh: (0..levels)
+            ssh: (0..ssh_levels)
                 .map(|i| Ssh::new(&root, &format!("ssh{}", i + 1), width))
                 .collect(),
-            class_head: (0..levels).map(|l| head("class_head", l, 2)).collect(),
-            bbox_head: (0..levels).map(|l| head("bbox_head", l, 4)).collect(),
-            landmark_head: (0..levels).map(|l| head("landmark_head", l, 10)).collect(),
+            class_head: (0..ssh_levels).map(|l| head("class_head", l, 2)).collect(),
+            bbox_head: (0..ssh_levels).map(|l| head("bbox_head", l, 4)).collect(),
+            landmark_head: (0..ssh_levels)
+                .map(|l| head("landmark_head", l, 10))
+                .collect(),
+            retinanet: (config.head == HeadKind::RetinaNet)
+                .then(|| RetinaNetHead::new(&root, width, anchors(0))),
             config,
             vs,
         };
@@ -235,6 +275,29 @@ impl RetinaFace {
             features.push(p6);
         }
         let pyramid = self.fpn.forward(ops, &features);
+        if let Some(head) = &self.retinanet {
+            let (mut loc, mut logit, mut landmarks) = (Vec::new(), Vec::new(), Vec::new());
+            for f in &pyramid {
+                let o = head.forward(ops, f);
+                loc.push(o.loc);
+                logit.push(o.logit);
+                landmarks.push(o.landmarks);
+            }
+            let loc = ops.concat_priors(&loc);
+            let logit = ops.concat_priors(&logit);
+            let landmarks = ops.concat_priors(&landmarks);
+            // Training reads the single logit; inference and export the contract's two columns.
+            let conf = if softmax {
+                ops.sigmoid_pair(&logit)
+            } else {
+                logit
+            };
+            return Outputs {
+                loc,
+                conf,
+                landmarks,
+            };
+        }
         let levels: Vec<O::T> = pyramid
             .iter()
             .zip(&self.ssh)
@@ -292,6 +355,7 @@ impl RetinaFace {
                 .chain(&self.bbox_head)
                 .chain(&self.landmark_head),
         );
+        units.extend(self.retinanet.iter().flat_map(RetinaNetHead::units));
         units
     }
 
@@ -309,6 +373,7 @@ impl RetinaFace {
                 .chain(&mut self.bbox_head)
                 .chain(&mut self.landmark_head),
         );
+        units.extend(self.retinanet.iter_mut().flat_map(RetinaNetHead::units_mut));
         units
     }
 
@@ -353,6 +418,10 @@ impl RetinaFace {
     /// every prior contributes to the classification term; starting at p = 0.5, the tens of
     /// thousands of background priors of a batch would dominate the first updates.
     pub fn set_face_prior(&mut self, p: f64) {
+        if let Some(head) = self.retinanet.as_mut() {
+            head.set_face_prior(p);
+            return;
+        }
         let logit = (p / (1.0 - p)).ln();
         tch::no_grad(|| {
             for unit in &mut self.class_head {
@@ -522,5 +591,69 @@ mod tests {
         ] {
             assert!(names.contains(&name), "{name}");
         }
+    }
+
+    fn retinanet_config() -> ModelConfig {
+        let mut c = with_steps(BackboneKind::MobileNet025, &[8, 16, 32, 64]);
+        c.head = HeadKind::RetinaNet;
+        c.contract.priors.aspect_ratios = vec![0.5, 1.0, 2.0];
+        c.contract.priors.min_sizes = [8.0f32, 16.0, 32.0, 64.0]
+            .iter()
+            .map(|&s| vec![2.0 * s, 2.52 * s, 3.17 * s])
+            .collect();
+        c
+    }
+
+    #[test]
+    fn retinanet_head_trains_one_logit_and_infers_two_columns() {
+        let config = retinanet_config();
+        let priors = retinaface::priors::count(&config.contract.priors, 64, 96);
+        // 9 anchors per cell: (8·12 + 4·6 + 2·3 + 1·2) cells × 9.
+        assert_eq!(priors, (96 + 24 + 6 + 2) * 9);
+        let mut net = RetinaFace::new(config, Device::Cpu).unwrap();
+        net.set_face_prior(0.01);
+        let x = Tensor::rand([2, 3, 64, 96], tch::kind::FLOAT_CPU) * 50.0;
+        let train = net.forward_train(&x, false);
+        assert_eq!(train.conf.size(), [2, priors as i64, 1]);
+        assert_eq!(train.loc.size(), [2, priors as i64, 4]);
+        assert_eq!(train.landmarks.size(), [2, priors as i64, 10]);
+        let infer = net.infer(&x);
+        assert_eq!(infer.conf.size(), [2, priors as i64, 2]);
+        let logit = Vec::<f32>::try_from(train.conf.flatten(0, -1)).unwrap();
+        let conf = Vec::<f32>::try_from(infer.conf.flatten(0, -1)).unwrap();
+        for (z, pair) in logit.iter().zip(conf.chunks(2)) {
+            let p = 1.0 / (1.0 + (-z).exp());
+            assert!((pair[1] - p).abs() < 1e-6 && (pair[0] + pair[1] - 1.0).abs() < 1e-6);
+        }
+        // Small Gaussian subnet weights and the prior bias: every anchor starts near p = 0.01.
+        let mean = conf.chunks(2).map(|c| c[1] as f64).sum::<f64>() / (conf.len() / 2) as f64;
+        assert!((mean - 0.01).abs() < 0.005, "mean face probability {mean}");
+        // One set of subnet weights for every level; no SSH.
+        let names: Vec<&str> = net.units().iter().map(|u| u.name.as_str()).collect();
+        assert!(names.contains(&"cls_subnet.3") && names.contains(&"landmark_subnet.out"));
+        assert!(
+            !names
+                .iter()
+                .any(|n| n.starts_with("ssh") || n.starts_with("class_head"))
+        );
+    }
+
+    #[test]
+    fn retinanet_head_needs_the_same_anchors_at_every_level() {
+        let mut c = retinanet_config();
+        c.contract.priors.min_sizes[1].pop();
+        let err = c.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("same number of anchors") && err.contains("[9, 6, 9, 9]"),
+            "{err}"
+        );
+        let mut c = ModelConfig::default();
+        c.contract.priors.aspect_ratios = vec![1.0, 0.0];
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("aspect ratios")
+        );
     }
 }

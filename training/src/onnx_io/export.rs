@@ -35,6 +35,9 @@ pub struct GraphBuilder {
     nodes: Vec<NodeProto>,
     initializers: Vec<TensorProto>,
     counter: usize,
+    /// Units whose weights are initializers already: a unit applied at several levels (the
+    /// RetinaNet subnets) has one copy of its weights.
+    emitted: std::collections::HashSet<String>,
 }
 
 fn attr_int(name: &str, i: i64) -> AttributeProto {
@@ -169,12 +172,20 @@ impl GraphBuilder {
             format!("{}.weight", unit.name),
             format!("{}.bias", unit.name),
         );
-        self.initializers.push(float_tensor(&wn, &w));
-        self.initializers.push(float_tensor(&bn, &b));
+        // The first application is `unit/Conv` (what import matches); repeats get a suffix that
+        // keeps node and output names unique, and import skips them.
+        let node_name = if self.emitted.insert(unit.name.clone()) {
+            self.initializers.push(float_tensor(&wn, &w));
+            self.initializers.push(float_tensor(&bn, &b));
+            format!("{}/Conv", unit.name)
+        } else {
+            let n = self.fresh("repeat");
+            format!("{}/Conv_{n}", unit.name)
+        };
         let p = unit.padding();
         self.node(
             "Conv",
-            Some(format!("{}/Conv", unit.name)),
+            Some(node_name),
             &[x, &wn, &bn],
             vec![
                 attr_ints("kernel_shape", &[unit.kernel, unit.kernel]),
@@ -269,6 +280,18 @@ impl Ops for GraphBuilder {
     fn softmax(&mut self, x: &String) -> String {
         self.node("Softmax", None, &[x], vec![attr_int("axis", -1)])
     }
+
+    fn sigmoid_pair(&mut self, x: &String) -> String {
+        let face = self.node("Sigmoid", None, &[x], vec![]);
+        let one = self.float_scalar("one", 1.0);
+        let background = self.node("Sub", None, &[&one, &face], vec![]);
+        self.node(
+            "Concat",
+            None,
+            &[&background, &face],
+            vec![attr_int("axis", -1)],
+        )
+    }
 }
 
 fn value_info(name: &str, dims: &[Result<i64, &str>]) -> ValueInfoProto {
@@ -335,6 +358,10 @@ pub fn to_onnx(net: &RetinaFace) -> ModelProto {
     metadata.push(StringStringEntryProto {
         key: Some("retinaface.backbone".into()),
         value: Some(net.config.backbone.name().into()),
+    });
+    metadata.push(StringStringEntryProto {
+        key: Some(crate::model::HEAD_KEY.into()),
+        value: Some(net.config.head.name().into()),
     });
     if let Some(width) = net.config.neck_channels {
         metadata.push(StringStringEntryProto {

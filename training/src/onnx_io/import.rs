@@ -133,8 +133,17 @@ pub fn import_onnx(path: &Path, device: Device) -> anyhow::Result<RetinaFace> {
             )
         })?),
     };
+    let head = match meta.get(crate::model::HEAD_KEY) {
+        None => crate::model::HeadKind::Ssh,
+        Some(v) => {
+            <crate::model::HeadKind as clap::ValueEnum>::from_str(v, false).map_err(|_| {
+                anyhow::anyhow!("{}: unknown head '{v}' in the metadata", path.display())
+            })?
+        }
+    };
     let mut net = RetinaFace::new(
         ModelConfig {
+            head,
             backbone,
             contract,
             folded_batch_norm: true,
