@@ -90,6 +90,23 @@ fn branch(photo: &str, frames: u32, props: &str, sink: &str) -> String {
     )
 }
 
+/// One branch per (photo, frames), sinks `sink0`, `sink1`, …, prerolled (models loaded).
+fn launch_paused<'a>(
+    streams: impl Iterator<Item = (&'a &'a str, u32)>,
+    props: &str,
+) -> (gst::Pipeline, Collected) {
+    let description = streams
+        .enumerate()
+        .map(|(i, (photo, frames))| branch(photo, frames, props, &format!("sink{i}")))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let (pipeline, collected) = launch(&description);
+    pipeline.set_state(gst::State::Paused).unwrap();
+    let (result, _, _) = pipeline.state(gst::ClockTime::from_seconds(60));
+    result.expect("PAUSED within 60 s");
+    (pipeline, collected)
+}
+
 fn assert_same(what: &str, expected: &[Vec<FaceRecord>], actual: &[Vec<FaceRecord>]) {
     assert_eq!(expected.len(), actual.len(), "{what}: buffers");
     for (i, (e, a)) in expected.iter().zip(actual).enumerate() {
@@ -117,17 +134,7 @@ fn streams_share_one_engine_batch_together_and_free_it_at_null() {
     let photos = ["sample1.jpg", "sample2.jpg", "sample3.jpg", "sample4.jpg"];
     let frames = [2, 6, 6, 6];
     let props = "batch-size=4 batch-timeout=200000";
-    let description = photos
-        .iter()
-        .zip(frames)
-        .enumerate()
-        .map(|(i, (p, n))| branch(p, n, props, &format!("sink{i}")))
-        .collect::<Vec<_>>()
-        .join(" ");
-    let (pipeline, collected) = launch(&description);
-    pipeline.set_state(gst::State::Paused).unwrap();
-    let (result, _, _) = pipeline.state(gst::ClockTime::from_seconds(60));
-    result.expect("PAUSED within 60 s");
+    let (pipeline, collected) = launch_paused(photos.iter().zip(frames), props);
     assert_eq!(Registry::global().live(), 1, "one engine for four elements");
     play_to_eos(&pipeline);
     pipeline.set_state(gst::State::Null).unwrap();
@@ -147,16 +154,7 @@ fn streams_share_one_engine_batch_together_and_free_it_at_null() {
 #[test]
 fn unshared_elements_have_sessions_of_their_own_and_the_same_faces() {
     let photos = ["sample1.jpg", "sample2.jpg"];
-    let description = photos
-        .iter()
-        .enumerate()
-        .map(|(i, p)| branch(p, 3, "shared=false", &format!("sink{i}")))
-        .collect::<Vec<_>>()
-        .join(" ");
-    let (pipeline, collected) = launch(&description);
-    pipeline.set_state(gst::State::Paused).unwrap();
-    let (result, _, _) = pipeline.state(gst::ClockTime::from_seconds(60));
-    result.expect("PAUSED within 60 s");
+    let (pipeline, collected) = launch_paused(photos.iter().map(|p| (p, 3)), "shared=false");
     assert_eq!(
         Registry::global().live(),
         0,
