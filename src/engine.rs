@@ -53,6 +53,9 @@ pub struct EngineKey {
     pub device_id: i32,
     /// Intra-op threads; 0 lets ONNX Runtime choose.
     pub threads: usize,
+    /// TensorRT options (see [`SessionConfig`]): engines built with other options differ.
+    pub tensorrt_fp16: bool,
+    pub tensorrt_cache: Option<PathBuf>,
 }
 
 impl Hash for EngineKey {
@@ -66,6 +69,8 @@ impl Hash for EngineKey {
         provider.hash(state);
         self.device_id.hash(state);
         self.threads.hash(state);
+        self.tensorrt_fp16.hash(state);
+        self.tensorrt_cache.hash(state);
     }
 }
 
@@ -78,6 +83,8 @@ impl EngineKey {
             provider: config.provider,
             device_id: config.device_id,
             threads: config.threads,
+            tensorrt_fp16: config.tensorrt_fp16,
+            tensorrt_cache: config.tensorrt_cache.clone(),
         }
     }
 
@@ -86,6 +93,8 @@ impl EngineKey {
             threads: self.threads,
             provider: self.provider,
             device_id: self.device_id,
+            tensorrt_fp16: self.tensorrt_fp16,
+            tensorrt_cache: self.tensorrt_cache.clone(),
         }
     }
 }
@@ -1092,6 +1101,8 @@ mod tests {
             provider: ExecutionProvider::Cpu,
             device_id: 0,
             threads: 0,
+            tensorrt_fp16: false,
+            tensorrt_cache: None,
         }
     }
 
@@ -1136,14 +1147,40 @@ mod tests {
             provider: ExecutionProvider::Cuda,
             ..key("a")
         };
+        let second_gpu = EngineKey {
+            device_id: 1,
+            ..gpu.clone()
+        };
+        let fp16 = EngineKey {
+            provider: ExecutionProvider::TensorRt,
+            tensorrt_fp16: true,
+            ..key("a")
+        };
+        let fp32 = EngineKey {
+            tensorrt_fp16: false,
+            ..fp16.clone()
+        };
+        let cached = EngineKey {
+            tensorrt_cache: Some(PathBuf::from("/tmp/trt")),
+            ..fp16.clone()
+        };
         let a3 = reg.shared(threads, &*loader).unwrap();
         let a4 = reg.shared(gpu, &*loader).unwrap();
         let b = reg.shared(key("b"), &*loader).unwrap();
-        for other in [&a3, &a4, &b] {
-            assert!(!Arc::ptr_eq(&a1, other));
+        let others: Vec<_> = [second_gpu, fp16, fp32, cached]
+            .into_iter()
+            .map(|k| reg.shared(k, &*loader).unwrap())
+            .collect();
+        for (i, other) in [&a3, &a4, &b].into_iter().chain(&others).enumerate() {
+            assert!(!Arc::ptr_eq(&a1, other), "key {i} shares with a1");
         }
-        assert_eq!(probe.loads.load(Ordering::SeqCst), 4);
-        assert_eq!(reg.live(), 4);
+        for (i, x) in others.iter().enumerate() {
+            for y in &others[i + 1..] {
+                assert!(!Arc::ptr_eq(x, y));
+            }
+        }
+        assert_eq!(probe.loads.load(Ordering::SeqCst), 8);
+        assert_eq!(reg.live(), 8);
         // Another registry (a process of its own) does not see these.
         let separate = Registry::new().shared(key("a"), &*loader).unwrap();
         assert!(!Arc::ptr_eq(&a1, &separate));

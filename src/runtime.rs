@@ -33,6 +33,12 @@ pub struct SessionConfig {
     pub provider: ExecutionProvider,
     /// GPU index for CUDA / TensorRT.
     pub device_id: i32,
+    /// TensorRT: build the engine in FP16 where the GPU supports it.
+    pub tensorrt_fp16: bool,
+    /// TensorRT: directory for built engines and timing caches, so that a later start with the
+    /// same model, GPU and options loads the engine instead of building it again (minutes).
+    /// `None`: every start builds.
+    pub tensorrt_cache: Option<PathBuf>,
 }
 
 /// Why a session could not be made; the text says what to do.
@@ -234,12 +240,28 @@ fn with_gpu(
                 Err("this ONNX Runtime library has no TensorRT support".into()),
             );
         }
-        providers.push(
-            ep::TensorRT::default()
-                .with_device_id(config.device_id)
-                .build()
-                .error_on_failure(),
-        );
+        let mut trt = ep::TensorRT::default()
+            .with_device_id(config.device_id)
+            .with_fp16(config.tensorrt_fp16);
+        if let Some(dir) = &config.tensorrt_cache {
+            if let Err(e) = std::fs::create_dir_all(dir) {
+                return (
+                    builder,
+                    Err(format!(
+                        "cannot create the TensorRT cache directory {}: {e}; set another one or \
+                         none",
+                        dir.display()
+                    )),
+                );
+            }
+            let dir = dir.display().to_string();
+            trt = trt
+                .with_engine_cache(true)
+                .with_engine_cache_path(&dir)
+                .with_timing_cache(true)
+                .with_timing_cache_path(&dir);
+        }
+        providers.push(trt.build().error_on_failure());
     }
     providers.push(
         ep::CUDA::default()

@@ -186,3 +186,67 @@ fn missing_onnx_runtime_library() {
     );
     assert!(!text.contains("panicked"), "{text}");
 }
+
+/// `execution-provider=tensorrt`: an INFO message says before the wait that the first start
+/// builds the engine and where it is cached; without TensorRT the model runs on CPU after a
+/// WARNING. The GPU options cannot change while running.
+#[test]
+fn tensorrt_announces_the_engine_build_and_its_cache() {
+    use gst::prelude::*;
+    init();
+    let cache = std::env::temp_dir().join(format!("retinaface-trt-{}", std::process::id()));
+    let pipeline = gst::parse::launch(&format!(
+        "filesrc location={} ! jpegdec ! videoconvert ! imagefreeze num-buffers=20 ! retinafacedetect name=d execution-provider=tensorrt device-id=0 tensorrt-cache-dir={} ! fakesink sync=true",
+        media("sample2.jpg"),
+        cache.display()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let detect = pipeline.by_name("d").unwrap();
+    let bus = pipeline.bus().unwrap();
+    let (mut info, mut warnings, mut eos) = (None, Vec::new(), false);
+    while let Some(msg) = bus.timed_pop(gst::ClockTime::from_seconds(60)) {
+        match msg.view() {
+            gst::MessageView::Info(i) => info = Some(i.error().to_string()),
+            gst::MessageView::Warning(w) => warnings.push(w.error().to_string()),
+            gst::MessageView::StateChanged(s)
+                if s.current() == gst::State::Playing
+                    && msg.src() == Some(pipeline.upcast_ref()) =>
+            {
+                detect.set_property("device-id", 1u32);
+                detect.set_property("tensorrt-fp16", false);
+            }
+            gst::MessageView::Eos(_) => {
+                eos = true;
+                break;
+            }
+            gst::MessageView::Error(e) => panic!("{}", e.error()),
+            _ => {}
+        }
+    }
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert!(eos, "pipeline did not finish");
+    let info = info.expect("an INFO message before the engine is built");
+    assert!(
+        info.contains("TensorRT") && info.contains(&cache.display().to_string()),
+        "{info}"
+    );
+    assert_eq!(detect.property::<u32>("device-id"), 0);
+    assert!(detect.property::<bool>("tensorrt-fp16"));
+    for p in ["device-id", "tensorrt-fp16"] {
+        let refusal = format!("'{p}' cannot change while the element is running");
+        assert!(
+            warnings.iter().any(|w| w.contains(&refusal)),
+            "{warnings:?}"
+        );
+    }
+    if !retinaface::runtime::provider_built_in(retinaface::ExecutionProvider::TensorRt) {
+        assert!(
+            warnings.iter().any(|w| w.contains("running on CPU")),
+            "{warnings:?}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&cache);
+}

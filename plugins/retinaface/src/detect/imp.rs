@@ -14,7 +14,10 @@ use retinaface::tiling::{Rect, clip_regions, parse_regions};
 use retinaface::{DetectParams, Detector, Face, Frame, PixelLayout, Plane, SessionConfig};
 
 use super::latency::ProcessingLatency;
-use super::{ExecutionProvider, MESSAGE_NAME, ScalingMethod, Tiling, default_model_path};
+use super::{
+    ExecutionProvider, MESSAGE_NAME, ScalingMethod, Tiling, default_model_path,
+    default_tensorrt_cache,
+};
 use crate::{facemeta, videoformat};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -31,6 +34,8 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 const MAX_INFERENCE_SIZE: u32 = 4096;
 /// Largest `threads`: more intra-op threads than this only add memory and contention.
 const MAX_THREADS: u32 = 64;
+/// Largest `device-id`: GPUs of one machine.
+const MAX_DEVICE_ID: u32 = 63;
 /// Range of `tile-scale`: below 0.25 tiles see less than the whole-frame pass; above 4 a 16-px
 /// anchor covers 4 source pixels, below what a face can be recognised from.
 const TILE_SCALE_RANGE: (f32, f32) = (0.25, 4.0);
@@ -66,6 +71,10 @@ struct Settings {
     shared: bool,
     /// roi_type of upstream ROI metas to look inside (empty = ignore them).
     roi_type: String,
+    device_id: u32,
+    tensorrt_fp16: bool,
+    /// Empty: no cache.
+    tensorrt_cache_dir: String,
 }
 
 impl Default for Settings {
@@ -99,6 +108,9 @@ impl Default for Settings {
             async_: false,
             shared: true,
             roi_type: String::new(),
+            device_id: 0,
+            tensorrt_fp16: true,
+            tensorrt_cache_dir: default_tensorrt_cache(),
         }
     }
 }
@@ -115,6 +127,17 @@ impl Settings {
             tiling: self.tiling.into(),
             tile_scale: self.tile_scale,
             regions: self.regions.clone(),
+        }
+    }
+
+    fn session_config(&self) -> SessionConfig {
+        SessionConfig {
+            threads: self.threads as usize,
+            provider: self.execution_provider.into(),
+            device_id: self.device_id as i32,
+            tensorrt_fp16: self.tensorrt_fp16,
+            tensorrt_cache: (!self.tensorrt_cache_dir.is_empty())
+                .then(|| self.tensorrt_cache_dir.clone().into()),
         }
     }
 
@@ -160,7 +183,14 @@ impl State {
 }
 
 /// Properties that take effect only at the next start (READY → PAUSED).
-const START_ONLY: [&str; 3] = ["threads", "execution-provider", "shared"];
+const START_ONLY: [&str; 6] = [
+    "threads",
+    "execution-provider",
+    "shared",
+    "device-id",
+    "tensorrt-fp16",
+    "tensorrt-cache-dir",
+];
 
 #[derive(Default)]
 pub struct RetinaFaceDetect {
@@ -246,6 +276,25 @@ impl ObjectImpl for RetinaFaceDetect {
                 glib::ParamSpecEnum::builder_with_default("execution-provider", d.execution_provider)
                     .nick("Execution provider")
                     .blurb("Where inference runs; an unavailable GPU provider falls back to CPU with a warning")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("device-id")
+                    .nick("Device id")
+                    .blurb("GPU index for the cuda and tensorrt execution providers")
+                    .maximum(MAX_DEVICE_ID)
+                    .default_value(d.device_id)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecBoolean::builder("tensorrt-fp16")
+                    .nick("TensorRT FP16")
+                    .blurb("tensorrt: build the engine in half precision where the GPU supports it")
+                    .default_value(d.tensorrt_fp16)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("tensorrt-cache-dir")
+                    .nick("TensorRT cache directory")
+                    .blurb("tensorrt: where built engines are kept, so that later starts with the same model, GPU and options skip the build (minutes); empty = build at every start")
+                    .default_value(Some(d.tensorrt_cache_dir.as_str()))
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecBoolean::builder("post-messages")
@@ -339,6 +388,11 @@ impl ObjectImpl for RetinaFaceDetect {
             "async" => s.async_ = value.get().unwrap(),
             "shared" => s.shared = value.get().unwrap(),
             "roi-type" => s.roi_type = value.get::<Option<String>>().unwrap().unwrap_or_default(),
+            "device-id" => s.device_id = value.get().unwrap(),
+            "tensorrt-fp16" => s.tensorrt_fp16 = value.get().unwrap(),
+            "tensorrt-cache-dir" => {
+                s.tensorrt_cache_dir = value.get::<Option<String>>().unwrap().unwrap_or_default()
+            }
             "confidence-threshold" => s.confidence_threshold = value.get().unwrap(),
             "nms-threshold" => s.nms_threshold = value.get().unwrap(),
             "max-faces" => s.max_faces = value.get().unwrap(),
@@ -400,6 +454,9 @@ impl ObjectImpl for RetinaFaceDetect {
             "async" => s.async_.to_value(),
             "shared" => s.shared.to_value(),
             "roi-type" => s.roi_type.to_value(),
+            "device-id" => s.device_id.to_value(),
+            "tensorrt-fp16" => s.tensorrt_fp16.to_value(),
+            "tensorrt-cache-dir" => s.tensorrt_cache_dir.to_value(),
             _ => unreachable!(),
         }
     }
@@ -435,11 +492,25 @@ impl BaseTransformImpl for RetinaFaceDetect {
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         let settings = self.settings.lock().unwrap().clone();
-        let config = SessionConfig {
-            threads: settings.threads as usize,
-            provider: settings.execution_provider.into(),
-            device_id: 0,
-        };
+        let config = settings.session_config();
+        let started = std::time::Instant::now();
+        if config.provider == retinaface::ExecutionProvider::TensorRt {
+            // Building an engine takes minutes: say so before the wait, not after.
+            let cache = config.tensorrt_cache.as_ref().map_or_else(
+                || "no cache: every start builds".to_string(),
+                |dir| format!("cached in {}", dir.display()),
+            );
+            gst::element_imp_info!(
+                self,
+                gst::LibraryError::Init,
+                (
+                    "TensorRT: loading or building the engine of {} on GPU {} (the first start \
+                     with a model and options builds it, which can take minutes; {cache})",
+                    settings.model,
+                    config.device_id
+                )
+            );
+        }
         // Elements with the same model, provider, device and threads share one session
         // (Registry::global). That is safe: a session only maps an input tensor to outputs and
         // holds no per-stream state; each element keeps its own preprocessing, priors, carried
@@ -483,9 +554,10 @@ impl BaseTransformImpl for RetinaFaceDetect {
         gst::info!(
             CAT,
             imp = self,
-            "using {} ({:?})",
+            "using {} ({:?}), ready after {:.1} s",
             settings.model,
-            detector.contract()
+            detector.contract(),
+            started.elapsed().as_secs_f64()
         );
         *self.state.lock().unwrap() = Some(State {
             detector,

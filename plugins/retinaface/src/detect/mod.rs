@@ -126,3 +126,14 @@ pub fn default_model_path() -> String {
         .filter(|p| !p.is_empty())
         .unwrap_or_else(|| "/usr/local/share/retinaface/models/retinaface-mv025.onnx".into())
 }
+
+/// Default TensorRT engine cache: `$XDG_CACHE_HOME/retinaface/tensorrt`, else
+/// `$HOME/.cache/retinaface/tensorrt`; empty (no cache) when neither is set.
+pub fn default_tensorrt_cache() -> String {
+    let var = |name| std::env::var_os(name).filter(|v| !v.is_empty());
+    var("XDG_CACHE_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| var("HOME").map(|home| std::path::Path::new(&home).join(".cache")))
+        .map(|base| base.join("retinaface/tensorrt").display().to_string())
+        .unwrap_or_default()
+}
