@@ -48,15 +48,28 @@ fn predict(
     Ok(ImagePredictions::from_faces(&faces))
 }
 
-/// AP of `net` on a `label.txt` set (every face counts, IoU 0.5); writes `pr.png` into `output`.
+/// What `eval --labels` found.
+pub struct LabelsResult {
+    pub ap: f64,
+    pub curve: PrCurve,
+    /// Faces in the ground truth (malformed lines skipped).
+    pub faces: usize,
+    /// The precision-recall chart, or why there is none (no faces, or no detection at all:
+    /// then there is no curve to draw, and AP is 0).
+    pub chart: Result<std::path::PathBuf, String>,
+}
+
+/// AP of `net` on a `label.txt` set (every face counts, IoU 0.5); writes `pr.png` into `output`
+/// when there is a curve to draw.
 pub fn eval_labels(
     net: &RetinaFace,
     labels: &Path,
     images: &Path,
     output: &Path,
     max_side: u32,
-) -> anyhow::Result<(f64, PrCurve)> {
+) -> anyhow::Result<LabelsResult> {
     let set = read_label_file(labels, images)?;
+    set.report_skipped();
     anyhow::ensure!(
         !set.samples.is_empty(),
         "{} lists no images",
@@ -82,9 +95,30 @@ pub fn eval_labels(
         preds.push(predict(net, &s.image, max_side, &params)?);
     }
     let (ap, curve) = evaluate_simple(&gt, &preds, 0.5);
-    std::fs::create_dir_all(output)?;
-    plot_pr_curves(&output.join("pr.png"), &[("faces", &curve, ap)])?;
-    Ok((ap, curve))
+    let faces = gt.iter().map(Vec::len).sum();
+    let drawable = curve
+        .recall
+        .iter()
+        .zip(&curve.precision)
+        .any(|(r, p)| r.is_finite() && p.is_finite());
+    let chart = if faces == 0 {
+        Err("no precision-recall chart: the labels hold no face".to_string())
+    } else if !drawable {
+        Err("no precision-recall chart: the model detected nothing".to_string())
+    } else {
+        std::fs::create_dir_all(output)?;
+        let path = output.join("pr.png");
+        plot_pr_curves(&path, &[("faces", &curve, ap)])?;
+        Ok(path)
+    };
+    // No faces to find: nothing was found either, AP 0 rather than NaN.
+    let ap = if faces == 0 { 0.0 } else { ap };
+    Ok(LabelsResult {
+        ap,
+        curve,
+        faces,
+        chart,
+    })
 }
 
 /// The WIDER FACE protocol: predictions for every image of the official validation list

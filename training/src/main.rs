@@ -267,12 +267,13 @@ fn main() -> anyhow::Result<()> {
                     let images = args.images.clone().unwrap_or_else(|| {
                         labels.parent().unwrap_or(Path::new(".")).join("images")
                     });
-                    let (ap, _) =
+                    let r =
                         evaluate::eval_labels(&net, labels, &images, &args.output, args.max_size)?;
-                    println!(
-                        "AP {ap:.4}  (PR curve: {})",
-                        args.output.join("pr.png").display()
-                    );
+                    let chart = match &r.chart {
+                        Ok(path) => format!("PR curve: {}", path.display()),
+                        Err(why) => why.clone(),
+                    };
+                    println!("AP {:.4} over {} faces  ({chart})", r.ap, r.faces);
                 }
                 (None, Some(wider), Some(gt)) => {
                     let r = evaluate::eval_widerface(&net, wider, gt, &args.output, args.max_size)?;

@@ -120,15 +120,7 @@ fn metrics_writer(path: &Path, rows: &[MetricsRow]) -> anyhow::Result<csv::Write
 /// The run's labelled images; label problems are reported on stderr and skipped.
 pub fn load_samples(config: &TrainConfig) -> anyhow::Result<Arc<Vec<Sample>>> {
     let labels = read_label_file(&config.labels, &config.images_root())?;
-    for w in labels.warnings.iter().take(20) {
-        eprintln!("warning: {w}");
-    }
-    if labels.skipped_lines > 0 {
-        eprintln!(
-            "warning: {} malformed label lines skipped",
-            labels.skipped_lines
-        );
-    }
+    labels.report_skipped();
     if labels.samples.is_empty() {
         bail!("{} lists no usable images", config.labels.display());
     }

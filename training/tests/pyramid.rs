@@ -49,7 +49,7 @@ fn retinanet() -> ModelConfig {
     config
 }
 
-/// `network(pyramid(..))`: the network of `config` with settled BatchNorm statistics.
+/// The network of `config` with settled BatchNorm statistics.
 fn network(config: ModelConfig) -> RetinaFace {
     let net = RetinaFace::new(config, Device::Cpu).unwrap();
     // BatchNorm statistics from a photo, as training would leave them. Fresh statistics (mean 0,

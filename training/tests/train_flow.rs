@@ -114,7 +114,7 @@ fn training_from_scratch_lowers_the_loss() {
 /// (box, class) of the first and the last step.
 fn overfit_one_batch(
     dir: &Path,
-    loss: retinaface_training::loss::LossConfig,
+    base: retinaface_training::config::TrainConfig,
     steps: usize,
 ) -> [(f64, f64); 2] {
     use retinaface_training::data::epoch_batches;
@@ -128,10 +128,9 @@ fn overfit_one_batch(
         image_size: 256,
         batch_size: 2,
         workers: 1,
-        cls_loss: loss.cls,
-        box_loss: loss.boxes,
-        ..Default::default()
+        ..base
     };
+    let loss = config.loss();
     let net = initial_network(&config, Device::Cpu).unwrap();
     let contract = std::sync::Arc::new(net.config.contract.clone());
     let batch = epoch_batches(
@@ -157,29 +156,58 @@ fn overfit_one_batch(
 }
 
 #[test]
-fn focal_and_giou_losses_are_minimised() {
-    use retinaface_training::loss::{BoxLoss, ClsLoss, LossConfig};
+fn focal_and_giou_losses_and_the_retinanet_head_are_minimised() {
+    use retinaface_training::config::TrainConfig;
+    use retinaface_training::loss::{BoxLoss, ClsLoss};
+    use retinaface_training::model::HeadKind;
     tch::set_num_threads(1);
     let dir = tempfile::tempdir().unwrap();
-    for (cls, boxes) in [
-        (ClsLoss::Focal, BoxLoss::Giou),
-        (ClsLoss::CeOhem, BoxLoss::Iou),
+    // The RetinaNet head (one sigmoid logit, 3 sizes × 3 aspect ratios per cell) with focal loss.
+    let retinanet = TrainConfig {
+        head: HeadKind::RetinaNet,
+        aspect_ratios: vec![0.5, 1.0, 2.0],
+        min_sizes: vec![
+            vec![16.0, 20.0, 25.0],
+            vec![32.0, 40.0, 50.0],
+            vec![64.0, 80.0, 101.0],
+        ],
+        cls_loss: ClsLoss::Focal,
+        box_loss: BoxLoss::Giou,
+        ..Default::default()
+    };
+    // Steps on the same batch after which both terms must have come down well, not drifted.
+    // The RetinaNet subnets start with near-zero outputs (the prior), so they take longer.
+    for (base, steps) in [
+        (
+            TrainConfig {
+                cls_loss: ClsLoss::Focal,
+                box_loss: BoxLoss::Giou,
+                ..Default::default()
+            },
+            40,
+        ),
+        (
+            TrainConfig {
+                cls_loss: ClsLoss::CeOhem,
+                box_loss: BoxLoss::Iou,
+                ..Default::default()
+            },
+            40,
+        ),
+        (retinanet, 80),
     ] {
-        let loss = LossConfig {
-            cls,
-            boxes,
-            ..Default::default()
-        };
-        let [(box0, cls0), (box1, cls1)] = overfit_one_batch(dir.path(), loss, 40);
-        // 40 steps on the same batch: both terms must have come down well, not drifted.
-        eprintln!("{cls:?}/{boxes:?}: box {box0:.4} → {box1:.4}, class {cls0:.4} → {cls1:.4}");
+        let (cls, boxes, head) = (base.cls_loss, base.box_loss, base.head);
+        let [(box0, cls0), (box1, cls1)] = overfit_one_batch(dir.path(), base, steps);
+        eprintln!(
+            "{head:?} {cls:?}/{boxes:?}: box {box0:.4} → {box1:.4}, class {cls0:.4} → {cls1:.4}"
+        );
         assert!(
             box1 < 0.75 * box0,
-            "{boxes:?}: box term {box0:.4} → {box1:.4}"
+            "{head:?} {boxes:?}: box term {box0:.4} → {box1:.4}"
         );
         assert!(
             cls1 < 0.75 * cls0,
-            "{cls:?}: class term {cls0:.4} → {cls1:.4}"
+            "{head:?} {cls:?}: class term {cls0:.4} → {cls1:.4}"
         );
     }
 }

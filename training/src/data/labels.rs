@@ -47,6 +47,21 @@ pub struct LabelSet {
     pub warnings: Vec<String>,
 }
 
+impl LabelSet {
+    /// Tells the user on stderr what was skipped: the first 20 lines by file:line, then the count.
+    pub fn report_skipped(&self) {
+        for w in self.warnings.iter().take(20) {
+            eprintln!("warning: {w}");
+        }
+        if self.skipped_lines > 0 {
+            eprintln!(
+                "warning: {} malformed label lines skipped",
+                self.skipped_lines
+            );
+        }
+    }
+}
+
 /// Numbers on a face line with landmarks: box, 5 × (x, y, flag), score.
 const FULL_FACE_NUMBERS: usize = 20;
 /// Numbers on a box-only face line (validation files).
@@ -65,7 +80,9 @@ pub fn read_label_file(label_txt: &Path, images_root: &Path) -> anyhow::Result<L
             label_txt.display()
         );
     }
-    let text = std::fs::read_to_string(label_txt)
+    // Bytes, not a string: one line that is not UTF-8 (a Latin-1 file name, a stray byte) is
+    // one skipped line, not a failed run.
+    let text = std::fs::read(label_txt)
         .with_context(|| format!("cannot read label file {}", label_txt.display()))?;
     Ok(parse_labels(
         &text,
@@ -75,7 +92,7 @@ pub fn read_label_file(label_txt: &Path, images_root: &Path) -> anyhow::Result<L
 }
 
 /// Parses label text; `source` names the file in warnings.
-fn parse_labels(text: &str, source: &str, images_root: &Path) -> LabelSet {
+fn parse_labels(text: &[u8], source: &str, images_root: &Path) -> LabelSet {
     let mut set = LabelSet::default();
     let skip = |set: &mut LabelSet, line_no: usize, why: &str| {
         set.skipped_lines += 1;
@@ -85,8 +102,16 @@ fn parse_labels(text: &str, source: &str, images_root: &Path) -> LabelSet {
     // Whether face lines currently belong to the last sample (false before the first `#` line or
     // after a `#` line without a path).
     let mut in_sample = false;
-    for (i, raw) in text.lines().enumerate() {
+    for (i, raw) in text.split(|b| *b == b'\n').enumerate() {
         let line_no = i + 1;
+        let Ok(raw) = std::str::from_utf8(raw) else {
+            // An unreadable image line must not hand its faces to the image before it.
+            if raw.trim_ascii_start().starts_with(b"#") {
+                in_sample = false;
+            }
+            skip(&mut set, line_no, "not valid UTF-8");
+            continue;
+        };
         let line = raw.trim();
         if line.is_empty() {
             continue;
@@ -207,7 +232,30 @@ mod tests {
 ";
 
     fn parse(text: &str) -> LabelSet {
-        parse_labels(text, "label.txt", Path::new("/data/images"))
+        parse_labels(text.as_bytes(), "label.txt", Path::new("/data/images"))
+    }
+
+    #[test]
+    fn lines_that_are_not_utf8_are_skipped_with_their_faces() {
+        // Line 3: a face line with a stray byte; line 4: an image line in Latin-1, whose face
+        // (line 5) must not be given to a.jpg; line 6 starts a readable image again.
+        let text =
+            b"# a.jpg\n10 20 30 40\n11 21 \xff 41\n# caf\xe9.jpg\n1 2 3 4\n# b.jpg\n5 6 7 8\n";
+        let set = parse_labels(text, "label.txt", Path::new("/data/images"));
+        let images: Vec<_> = set.samples.iter().map(|s| s.image.clone()).collect();
+        assert_eq!(
+            images,
+            [
+                Path::new("/data/images/a.jpg"),
+                Path::new("/data/images/b.jpg")
+            ]
+        );
+        assert_eq!(set.samples[0].faces.len(), 1);
+        assert_eq!(set.samples[1].faces.len(), 1);
+        assert_eq!(set.skipped_lines, 3, "{:?}", set.warnings);
+        assert!(set.warnings[0].starts_with("label.txt:3: not valid UTF-8"));
+        assert!(set.warnings[1].starts_with("label.txt:4: not valid UTF-8"));
+        assert!(set.warnings[2].starts_with("label.txt:5: face line before"));
     }
 
     #[test]

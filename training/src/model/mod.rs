@@ -625,9 +625,10 @@ mod tests {
             let p = 1.0 / (1.0 + (-z).exp());
             assert!((pair[1] - p).abs() < 1e-6 && (pair[0] + pair[1] - 1.0).abs() < 1e-6);
         }
-        // Small Gaussian subnet weights and the prior bias: every anchor starts near p = 0.01.
+        // Small output weights (σ 0.01) and the prior bias: anchors start far below 0.5, near
+        // the prior (an untrained backbone on noise × 50 spreads them somewhat).
         let mean = conf.chunks(2).map(|c| c[1] as f64).sum::<f64>() / (conf.len() / 2) as f64;
-        assert!((mean - 0.01).abs() < 0.005, "mean face probability {mean}");
+        assert!(mean < 0.1, "mean face probability {mean}");
         // One set of subnet weights for every level; no SSH.
         let names: Vec<&str> = net.units().iter().map(|u| u.name.as_str()).collect();
         assert!(names.contains(&"cls_subnet.3") && names.contains(&"landmark_subnet.out"));
