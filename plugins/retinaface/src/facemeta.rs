@@ -40,6 +40,8 @@
 //! [`analysed`]. A buffer without the backup meta (another producer) reads as unknown (`None`);
 //! the tracker treats it as analysed.
 
+use gst::prelude::*;
+use gst_base::prelude::*;
 use gst_video::VideoRegionOfInterestMeta;
 use retinaface::{Face, TrackedFace};
 
@@ -339,13 +341,21 @@ pub fn read(buffer: &gst::BufferRef) -> Vec<FaceRecord> {
 /// `retinafacetrack`'s `retinaface-track`): `running-time`, `pts`, `analysed` and `faces`, a list
 /// of `face` structures (`id` when tracked, `x`, `y`, `width`, `height`, `score`, `fresh`:
 /// matched to a detection on this frame, `landmarks`: 10 doubles), all in buffer pixels.
-pub fn message(
+/// Posted by `element` about `buffer`, whose running time comes from the element's segment.
+pub fn post_message(
+    element: &gst_base::BaseTransform,
     name: &str,
-    running_time: Option<gst::ClockTime>,
-    pts: Option<gst::ClockTime>,
+    buffer: &gst::BufferRef,
     analysed: bool,
     faces: impl Iterator<Item = (FaceRecord, bool)>,
-) -> gst::Structure {
+) {
+    let pts = buffer.pts();
+    let running_time = pts.and_then(|pts| {
+        element
+            .segment()
+            .downcast_ref::<gst::ClockTime>()
+            .and_then(|s| s.to_running_time(pts))
+    });
     let list: Vec<gst::Structure> = faces
         .map(|(f, fresh)| {
             gst::Structure::builder("face")
@@ -363,12 +373,13 @@ pub fn message(
                 .build()
         })
         .collect();
-    gst::Structure::builder(name)
+    let s = gst::Structure::builder(name)
         .field("running-time", running_time)
         .field("pts", pts)
         .field("analysed", analysed)
         .field("faces", gst::List::new(list))
-        .build()
+        .build();
+    let _ = element.post_message(gst::message::Element::builder(s).src(element).build());
 }
 
 #[cfg(test)]

@@ -5,7 +5,6 @@ use std::time::Duration;
 use glib::subclass::prelude::*;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
-use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
 use gst_video::prelude::*;
 use retinaface::detector::{MAX_FACES, Pending};
@@ -835,23 +834,14 @@ impl RetinaFaceDetect {
     }
 
     fn post_faces(&self, buf: &gst::BufferRef, faces: &[Face]) {
-        let running_time = buf.pts().and_then(|pts| {
-            self.obj()
-                .segment()
-                .downcast_ref::<gst::ClockTime>()
-                .and_then(|s| s.to_running_time(pts))
-        });
-        let s = facemeta::message(
+        facemeta::post_message(
+            self.obj().upcast_ref(),
             MESSAGE_NAME,
-            running_time,
-            buf.pts(),
+            buf,
             true,
             faces
                 .iter()
                 .map(|f| (facemeta::FaceRecord::from_face(f, None), true)),
         );
-        let _ = self
-            .obj()
-            .post_message(gst::message::Element::builder(s).src(&*self.obj()).build());
     }
 }

@@ -3,7 +3,6 @@ use std::sync::{LazyLock, Mutex};
 use glib::subclass::prelude::*;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
-use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
 use retinaface::{Face, FaceRecord, TrackedFace, Tracker, TrackerConfig};
 
@@ -330,16 +329,10 @@ impl RetinaFaceTrack {
         faces: &[TrackedFace],
         unconfirmed: &[Face],
     ) {
-        let running_time = buf.pts().and_then(|pts| {
-            self.obj()
-                .segment()
-                .downcast_ref::<gst::ClockTime>()
-                .and_then(|s| s.to_running_time(pts))
-        });
-        let s = facemeta::message(
+        facemeta::post_message(
+            self.obj().upcast_ref(),
             MESSAGE_NAME,
-            running_time,
-            buf.pts(),
+            buf,
             analysed,
             faces
                 .iter()
@@ -350,8 +343,5 @@ impl RetinaFaceTrack {
                         .map(|f| (FaceRecord::from_face(f, None), analysed)),
                 ),
         );
-        let _ = self
-            .obj()
-            .post_message(gst::message::Element::builder(s).src(&*self.obj()).build());
     }
 }
