@@ -653,10 +653,15 @@ impl Registry {
 
     /// Engines alive now (not counting keys being loaded).
     pub fn live(&self) -> usize {
+        self.live_engines().len()
+    }
+
+    /// The engines alive now, e.g. to read their [`Engine::stats`].
+    pub fn live_engines(&self) -> Vec<Arc<Engine>> {
         lock(&self.engines)
             .values()
-            .filter(|e| matches!(e.try_lock(), Ok(w) if w.strong_count() > 0))
-            .count()
+            .filter_map(|e| e.try_lock().ok()?.upgrade())
+            .collect()
     }
 }
 

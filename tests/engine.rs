@@ -83,9 +83,14 @@ fn eventually(mut f: impl FnMut() -> bool) -> bool {
 }
 
 /// One branch: a photo repeated `frames` times through a detector with `props` into `sink`.
-fn branch(photo: &str, frames: u32, props: &str, sink: &str) -> String {
+/// `source` is a photo name, optionally followed by ` ! caps` to scale and convert it to.
+fn branch(source: &str, frames: u32, props: &str, sink: &str) -> String {
+    let (photo, caps) = match source.split_once(" ! ") {
+        Some((photo, caps)) => (photo, format!("videoscale ! {caps} ! ")),
+        None => (source, String::new()),
+    };
     format!(
-        "filesrc location={} ! jpegdec ! videoconvert ! imagefreeze num-buffers={frames} ! retinafacedetect {props} ! appsink name={sink} sync=false",
+        "filesrc location={} ! jpegdec ! videoconvert ! {caps}imagefreeze num-buffers={frames} ! retinafacedetect {props} ! appsink name={sink} sync=false",
         media(photo)
     )
 }
@@ -126,17 +131,31 @@ fn alone(photo: &str, frames: u32) -> Vec<Vec<FaceRecord>> {
     faces(&buffers)
 }
 
-/// Four streams share one engine; with batch-size=4 they are batched together and give what
-/// each gives alone; the shortest stream's EOS does not hold up the others (the batch timeout
-/// bounds how long they wait for it); the engine goes with the last element.
+/// Four streams of different sizes and formats (all 16:9, so their model inputs have one shape)
+/// share one engine; with batch-size=4 they are batched together and give what each gives
+/// alone; the shortest stream's EOS does not hold up the others (the batch timeout bounds how
+/// long they wait for it); the engine goes with the last element.
 #[test]
 fn streams_share_one_engine_batch_together_and_free_it_at_null() {
-    let photos = ["sample1.jpg", "sample2.jpg", "sample3.jpg", "sample4.jpg"];
+    let photos = [
+        "sample1.jpg ! video/x-raw,format=RGB,width=1280,height=720",
+        "sample2.jpg ! video/x-raw,format=I420,width=1920,height=1080",
+        "sample3.jpg ! video/x-raw,format=NV12,width=960,height=540",
+        "sample4.jpg ! video/x-raw,format=BGRx,width=640,height=360",
+    ];
     let frames = [2, 6, 6, 6];
     let props = "batch-size=4 batch-timeout=200000";
     let (pipeline, collected) = launch_paused(photos.iter().zip(frames), props);
-    assert_eq!(Registry::global().live(), 1, "one engine for four elements");
+    let engines = Registry::global().live_engines();
+    assert_eq!(engines.len(), 1, "one engine for four elements");
+    let engine = engines.into_iter().next().unwrap();
     play_to_eos(&pipeline);
+    let stats = engine.stats();
+    assert!(
+        stats.largest_batch >= 2 && stats.batches < stats.requests,
+        "frames of different streams ran together: {stats:?}"
+    );
+    drop(engine);
     pipeline.set_state(gst::State::Null).unwrap();
     assert!(
         eventually(|| Registry::global().live() == 0),
