@@ -80,15 +80,20 @@ pub fn initial_network(config: &TrainConfig, device: Device) -> anyhow::Result<R
     if let Some(init) = config.init.as_ref().filter(|_| {
         net.config.contract.priors.steps != wanted.contract.priors.steps
             || net.config.contract.priors.min_sizes != wanted.contract.priors.min_sizes
+            || net.config.contract.priors.aspect_ratios != wanted.contract.priors.aspect_ratios
             || net.config.neck_width() != wanted.neck_width()
+            || net.config.head != wanted.head
     }) {
         eprintln!(
-            "note: {} has pyramid steps {:?}, min sizes {:?} and {} neck channels; training that \
-             network (the config's pyramid applies to runs from scratch)",
+            "note: {} has pyramid steps {:?}, min sizes {:?}, aspect ratios {:?}, {} neck \
+             channels and the {} head; training that network (the config's architecture applies \
+             to runs from scratch)",
             init.display(),
             net.config.contract.priors.steps,
             net.config.contract.priors.min_sizes,
-            net.config.neck_width()
+            net.config.contract.priors.aspect_ratios,
+            net.config.neck_width(),
+            net.config.head.name()
         );
     }
     Ok(net)

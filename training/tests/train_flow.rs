@@ -258,6 +258,22 @@ fn loss_choices_reach_the_run_from_the_cli() {
     assert!(class < 3.0, "focal class term at step 0: {class}");
 }
 
+/// Waits for `child`, killing it (and failing) after `limit`: a hung pipeline must not stall the run.
+fn wait_with_deadline(mut child: std::process::Child, limit: Duration) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("gst-launch-1.0 did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Faces the plugin finds with `model` on `image` (a PNG), read back from `retinafacejson`.
 fn plugin_faces(model: &Path, image: &Path, out: &Path) -> Vec<serde_json::Value> {
     let plugin_dir = Path::new(env!("CARGO_BIN_EXE_retinaface-train"))
@@ -269,7 +285,7 @@ fn plugin_faces(model: &Path, image: &Path, out: &Path) -> Vec<serde_json::Value
         "{} has no libgstretinaface.so: build the plugin first (scripts/test.sh does)",
         plugin_dir.display()
     );
-    let status = Command::new("gst-launch-1.0")
+    let child = Command::new("gst-launch-1.0")
         .env("GST_PLUGIN_PATH", &plugin_dir)
         .args([
             "-q",
@@ -293,8 +309,9 @@ fn plugin_faces(model: &Path, image: &Path, out: &Path) -> Vec<serde_json::Value
             "fakesink",
         ])
         .stdout(Stdio::null())
-        .status()
+        .spawn()
         .expect("gst-launch-1.0 runs (scripts/setup.sh installs it)");
+    let status = wait_with_deadline(child, Duration::from_secs(120));
     assert!(
         status.success(),
         "the exported model failed in retinafacedetect"
@@ -679,4 +696,54 @@ fn p2_p6_pyramid_trains_and_exports_from_the_cli() {
         err.contains("[8, 32]") && err.contains("consecutive"),
         "{err}"
     );
+}
+
+#[test]
+fn retinanet_config_file_trains_exports_and_detects_in_the_plugin() {
+    let dir = tempfile::tempdir().unwrap();
+    let labels = make_dataset(&dir.path().join("set"), 480);
+    let run = dir.path().join("run");
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/resnet18-retinanet.toml");
+    let out = run_trainer(&[
+        "train",
+        "--config",
+        path(&config),
+        "--labels",
+        path(&labels),
+        "--output",
+        path(&run),
+        "--image-size",
+        "256",
+        "--batch-size",
+        "3",
+        "--epochs",
+        "1",
+        "--workers",
+        "1",
+        "--device",
+        "cpu",
+    ]);
+    assert!(out.contains("trained 2 iterations"), "{out}");
+    let loss = loss_column(&run.join("metrics.csv"));
+    assert!(loss.iter().all(|l| l.is_finite()), "{loss:?}");
+    let onnx = dir.path().join("retinanet.onnx");
+    run_trainer(&[
+        "export",
+        "--model",
+        path(&run.join("model.safetensors")),
+        "--output",
+        path(&onnx),
+    ]);
+    let meta = ort_session(&onnx)
+        .metadata()
+        .unwrap()
+        .custom("retinaface.aspect_ratios");
+    assert_eq!(meta.unwrap_or_default(), "0.6,0.8,1");
+    // retinafacedetect loads and runs it (two epochs of training find no faces yet; what is
+    // checked here is that the element accepts the layout and finishes the stream).
+    let image = photo("sample1.jpg", 320);
+    let png = dir.path().join("probe.png");
+    image.save(&png).unwrap();
+    let faces = plugin_faces(&onnx, &png, &dir.path().join("faces.jsonl"));
+    assert!(faces.len() <= 500, "{}", faces.len());
 }
