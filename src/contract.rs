@@ -27,7 +27,8 @@ pub mod keys {
     /// Anchor aspect ratios (width / height), the same at every level: `1` (the default, square
     /// anchors) or e.g. `0.5,1,2`. Each min size gets one anchor per ratio.
     pub const ASPECT_RATIOS: &str = "retinaface.aspect_ratios";
-    /// Whether `conf` holds probabilities (`softmax`) or raw logits (`logits`).
+    /// How `conf` is read: two columns of probabilities (`softmax`) or of raw logits (`logits`),
+    /// or one raw logit per anchor (`sigmoid`, RetinaNet-style heads).
     pub const CONF: &str = "retinaface.conf";
 }
 
@@ -45,6 +46,19 @@ pub enum ConfKind {
     Softmax,
     /// Two raw logits per anchor; softmax is applied while decoding.
     Logits,
+    /// One raw logit per anchor (a single `[N, A, 1]` column); the sigmoid is applied while
+    /// decoding.
+    Sigmoid,
+}
+
+impl ConfKind {
+    /// Values per anchor in the `conf` output.
+    pub fn columns(self) -> usize {
+        match self {
+            Self::Softmax | Self::Logits => 2,
+            Self::Sigmoid => 1,
+        }
+    }
 }
 
 /// Prior box layout; see [`crate::priors`].
@@ -180,7 +194,8 @@ impl ModelContract {
             c.conf_kind = match v.trim() {
                 "softmax" => ConfKind::Softmax,
                 "logits" => ConfKind::Logits,
-                _ => return Err(bad(keys::CONF, &v, "softmax or logits")),
+                "sigmoid" => ConfKind::Sigmoid,
+                _ => return Err(bad(keys::CONF, &v, "softmax, logits or sigmoid")),
             };
         }
         if let Some(v) = lookup(keys::STEPS) {
@@ -256,6 +271,7 @@ impl ModelContract {
                 match self.conf_kind {
                     ConfKind::Softmax => "softmax".into(),
                     ConfKind::Logits => "logits".into(),
+                    ConfKind::Sigmoid => "sigmoid".into(),
                 },
             ),
             (
@@ -287,8 +303,9 @@ impl ModelContract {
         inputs: &[TensorInfo],
         outputs: &[TensorInfo],
     ) -> Result<(), ContractError> {
+        let conf_columns = self.conf_kind.columns() as i64;
         let expected = format!(
-            "expected one float32 input '{}' shaped [N,3,H,W] and float32 outputs '{}' [N,A,4], '{}' [N,A,2], '{}' [N,A,10]",
+            "expected one float32 input '{}' shaped [N,3,H,W] and float32 outputs '{}' [N,A,4], '{}' [N,A,{conf_columns}], '{}' [N,A,10]",
             self.input, self.loc, self.conf, self.landmarks
         );
         let found = || {
@@ -313,7 +330,11 @@ impl ModelContract {
         if input.name != self.input || !input.is_f32 || !channels_ok {
             return fail("model input does not fit".into());
         }
-        for (name, last) in [(&self.loc, 4), (&self.conf, 2), (&self.landmarks, 10)] {
+        for (name, last) in [
+            (&self.loc, 4),
+            (&self.conf, conf_columns),
+            (&self.landmarks, 10),
+        ] {
             let Some(out) = outputs.iter().find(|o| &o.name == name) else {
                 return fail(format!("model has no output '{name}'"));
             };
@@ -432,5 +453,38 @@ mod tests {
             .check_io(&[t("input", &[-1, 3, -1, -1])], &outs[..2])
             .unwrap_err();
         assert!(err.0.contains("no output 'landmarks'"), "{err}");
+    }
+
+    #[test]
+    fn sigmoid_conf_is_one_column_read_from_metadata() {
+        let c = ModelContract::from_metadata(lookup(&[(keys::CONF, "sigmoid")])).unwrap();
+        assert_eq!(c.conf_kind, ConfKind::Sigmoid);
+        assert_eq!(c.conf_kind.columns(), 1);
+        assert!(
+            c.to_metadata()
+                .iter()
+                .any(|(k, v)| *k == keys::CONF && v == "sigmoid")
+        );
+        let t = |name: &str, shape: &[i64]| TensorInfo {
+            name: name.into(),
+            shape: shape.to_vec(),
+            is_f32: true,
+        };
+        let input = [t("input", &[-1, 3, -1, -1])];
+        let outs = |conf: i64| {
+            [
+                t("loc", &[-1, -1, 4]),
+                t("conf", &[-1, -1, conf]),
+                t("landmarks", &[-1, -1, 10]),
+            ]
+        };
+        assert!(c.check_io(&input, &outs(1)).is_ok());
+        let err = c.check_io(&input, &outs(2)).unwrap_err();
+        assert!(err.0.contains("'conf' [N,A,1]"), "{err}");
+        // A two-column model declared as sigmoid, or the other way round, is refused at load.
+        let softmax = ModelContract::default();
+        assert!(softmax.check_io(&input, &outs(1)).is_err());
+        let err = ModelContract::from_metadata(lookup(&[(keys::CONF, "tanh")])).unwrap_err();
+        assert!(err.0.contains("softmax, logits or sigmoid"), "{err}");
     }
 }

@@ -83,12 +83,14 @@ pub fn face_score(conf: &[f32], kind: ConfKind) -> f32 {
     match kind {
         ConfKind::Softmax => conf[1],
         ConfKind::Logits => 1.0 / (1.0 + (conf[0] - conf[1]).exp()),
+        ConfKind::Sigmoid => 1.0 / (1.0 + (-conf[0]).exp()),
     }
 }
 
 /// Decodes every prior whose score reaches `threshold`.
 ///
-/// `loc`, `conf` and `landmarks` are the flat outputs of one image (A×4, A×2, A×10).
+/// `loc`, `conf` and `landmarks` are the flat outputs of one image (A×4, A×columns, A×10; see
+/// [`ConfKind::columns`]).
 /// `scale` maps normalised coordinates to output pixels (`[x, y]`).
 pub fn decode_faces(
     contract: &ModelContract,
@@ -100,11 +102,12 @@ pub fn decode_faces(
     scale: [f32; 2],
 ) -> Vec<Face> {
     let v = contract.priors.variances;
+    let c = contract.conf_kind.columns();
     priors
         .iter()
         .enumerate()
         .filter_map(|(i, p)| {
-            let score = face_score(&conf[2 * i..2 * i + 2], contract.conf_kind);
+            let score = face_score(&conf[c * i..c * i + c], contract.conf_kind);
             if score.is_nan() || score < threshold {
                 return None;
             }
@@ -214,6 +217,9 @@ mod tests {
         let s = face_score(&[1.0, 3.0], ConfKind::Logits);
         assert!(close(s, 3f32.exp() / (1f32.exp() + 3f32.exp())));
         assert_eq!(face_score(&[0.3, 0.7], ConfKind::Softmax), 0.7);
+        // σ(0) = 0.5; σ(ln 3) = 3 / (1 + 3) = 0.75.
+        assert!(close(face_score(&[0.0], ConfKind::Sigmoid), 0.5));
+        assert!(close(face_score(&[3f32.ln()], ConfKind::Sigmoid), 0.75));
     }
 
     #[test]
@@ -253,5 +259,32 @@ mod tests {
             px(f.landmarks[4][0], 100.0) && px(f.landmarks[4][1], 50.0),
             "{f:?}"
         );
+    }
+
+    #[test]
+    fn sigmoid_conf_reads_one_logit_per_prior() {
+        let c = ModelContract {
+            conf_kind: ConfKind::Sigmoid,
+            ..Default::default()
+        };
+        let prior = Prior {
+            cx: 0.5,
+            cy: 0.5,
+            w: 0.1,
+            h: 0.1,
+        };
+        // Logits ln 3 (σ = 0.75) and −ln 3 (σ = 0.25): only the first prior reaches 0.5, and
+        // the second prior's row is its own single value, not the first one's second column.
+        let faces = decode_faces(
+            &c,
+            &[prior, prior],
+            &[0.0; 8],
+            &[3f32.ln(), -(3f32.ln())],
+            &[0.0; 20],
+            0.5,
+            [100.0, 100.0],
+        );
+        assert_eq!(faces.len(), 1);
+        assert!((faces[0].score - 0.75).abs() < 1e-6, "{:?}", faces[0]);
     }
 }

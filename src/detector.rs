@@ -392,7 +392,7 @@ impl Detector {
             .or_insert_with(|| priors::generate(&contract.priors, h, w));
         for (name, values, per_prior) in [
             (&contract.loc, &output.loc, 4),
-            (&contract.conf, &output.conf, 2),
+            (&contract.conf, &output.conf, contract.conf_kind.columns()),
             (&contract.landmarks, &output.landmarks, 10),
         ] {
             if values.len() != priors.len() * per_prior {

@@ -945,11 +945,14 @@ impl OrtBackend {
             .run(ort::inputs![contract.input.as_str() => input])
             .map_err(|e| e.to_string())?;
         let mut per_slot = vec![SlotOutput::default(); n];
-        for (name, width) in [
-            (&contract.loc, 4),
-            (&contract.conf, 2),
-            (&contract.landmarks, 10),
-        ] {
+        let pick: [(&String, usize, fn(&mut SlotOutput) -> &mut Vec<f32>); 3] = [
+            (&contract.loc, 4, |o| &mut o.loc),
+            (&contract.conf, contract.conf_kind.columns(), |o| {
+                &mut o.conf
+            }),
+            (&contract.landmarks, 10, |o| &mut o.landmarks),
+        ];
+        for (name, width, field) in pick {
             let value = outputs
                 .get(name)
                 .ok_or_else(|| format!("model returned no '{name}'"))?;
@@ -966,12 +969,7 @@ impl OrtBackend {
                 .iter_mut()
                 .zip(values.chunks_exact(values.len() / n))
             {
-                let field = match width {
-                    4 => &mut out.loc,
-                    2 => &mut out.conf,
-                    _ => &mut out.landmarks,
-                };
-                field.extend_from_slice(rows);
+                field(out).extend_from_slice(rows);
             }
         }
         Ok(per_slot)
