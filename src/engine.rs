@@ -493,6 +493,9 @@ impl Drop for Engine {
     }
 }
 
+/// Which of a [`SlotOutput`]'s rows a model output fills.
+type OutputField = fn(&mut SlotOutput) -> &mut Vec<f32>;
+
 /// The worker: batch, run, answer, until the engine stops.
 fn work(shared: &Shared, mut backend: Box<dyn Backend>, max_batch: usize) {
     while let Some(batch) = next_batch(shared, max_batch) {
@@ -945,7 +948,7 @@ impl OrtBackend {
             .run(ort::inputs![contract.input.as_str() => input])
             .map_err(|e| e.to_string())?;
         let mut per_slot = vec![SlotOutput::default(); n];
-        let pick: [(&String, usize, fn(&mut SlotOutput) -> &mut Vec<f32>); 3] = [
+        let pick: [(&String, usize, OutputField); 3] = [
             (&contract.loc, 4, |o| &mut o.loc),
             (&contract.conf, contract.conf_kind.columns(), |o| {
                 &mut o.conf
