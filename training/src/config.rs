@@ -50,6 +50,10 @@ pub struct TrainConfig {
     /// model at lr 1e-3 with batch statistics kept its AP at 1.0, while frozen statistics let
     /// activations drift and lost it even at lr 3e-4.
     pub freeze_batch_norm: bool,
+    /// Keep the backbone as it is (weights and BatchNorm statistics); only the neck and heads
+    /// learn. For fine-tuning a good model on a few images without losing what the backbone
+    /// learned (README, "Fine-tuning that does not forget").
+    pub freeze_backbone: bool,
     /// Also checkpoint every this many iterations (0 = at the end of each epoch only).
     pub checkpoint_every: usize,
     /// libtorch intra-op threads (0 = libtorch's default).
@@ -97,6 +101,7 @@ impl Default for TrainConfig {
             device: "auto".into(),
             init: None,
             freeze_batch_norm: false,
+            freeze_backbone: false,
             checkpoint_every: 0,
             threads: 0,
             match_iou: 0.35,

@@ -116,6 +116,9 @@ struct TrainArgs {
     /// Keep BatchNorm statistics frozen while training.
     #[arg(long)]
     freeze_batch_norm: bool,
+    /// Keep the backbone fixed (weights and BatchNorm statistics): fine-tune only neck and heads.
+    #[arg(long)]
+    freeze_backbone: bool,
     #[arg(long)]
     checkpoint_every: Option<usize>,
     #[arg(long)]
@@ -197,6 +200,9 @@ impl TrainArgs {
         }
         if self.freeze_batch_norm {
             c.freeze_batch_norm = true;
+        }
+        if self.freeze_backbone {
+            c.freeze_backbone = true;
         }
         Ok(c)
     }

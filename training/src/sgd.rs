@@ -26,17 +26,8 @@ pub struct Sgd {
     flat: Option<Flat>,
     /// Momentum buffers loaded from a checkpoint before the first step.
     pending: BTreeMap<String, Tensor>,
-}
-
-/// Trainable variables by name (the BatchNorm running statistics are not trainable).
-fn trainable(vs: &VarStore) -> Vec<(String, Tensor)> {
-    let mut vars: Vec<(String, Tensor)> = vs
-        .variables()
-        .into_iter()
-        .filter(|(_, t)| t.requires_grad())
-        .collect();
-    vars.sort_by(|a, b| a.0.cmp(&b.0));
-    vars
+    /// Variables whose names start with one of these are not updated (a frozen backbone).
+    frozen: Vec<String>,
 }
 
 impl Sgd {
@@ -46,12 +37,34 @@ impl Sgd {
             weight_decay,
             flat: None,
             pending: BTreeMap::new(),
+            frozen: Vec::new(),
         }
+    }
+
+    /// Leaves the variables whose names start with one of `prefixes` alone (set before the
+    /// first step or state load).
+    pub fn freeze(mut self, prefixes: &[&str]) -> Self {
+        self.frozen = prefixes.iter().map(|p| p.to_string()).collect();
+        self
+    }
+
+    /// The variables this optimizer updates, by name (BatchNorm running statistics are not
+    /// trainable, frozen ones are left out).
+    fn trainable(&self, vs: &VarStore) -> Vec<(String, Tensor)> {
+        let mut vars: Vec<(String, Tensor)> = vs
+            .variables()
+            .into_iter()
+            .filter(|(name, t)| {
+                t.requires_grad() && !self.frozen.iter().any(|p| name.starts_with(p.as_str()))
+            })
+            .collect();
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        vars
     }
 
     fn flat(&mut self, vs: &VarStore) -> &mut Flat {
         if self.flat.is_none() {
-            let vars = trainable(vs);
+            let vars = self.trainable(vs);
             let mut layout = Vec::with_capacity(vars.len());
             let mut offset = 0;
             for (name, t) in &vars {
@@ -93,7 +106,7 @@ impl Sgd {
     }
 
     pub fn zero_grad(&self, vs: &VarStore) {
-        for (_, mut v) in trainable(vs) {
+        for (_, mut v) in self.trainable(vs) {
             v.zero_grad();
         }
     }
@@ -160,7 +173,8 @@ impl Sgd {
         state: Vec<(String, Tensor)>,
         vs: &VarStore,
     ) -> anyhow::Result<()> {
-        let known: BTreeMap<String, Vec<i64>> = trainable(vs)
+        let known: BTreeMap<String, Vec<i64>> = self
+            .trainable(vs)
             .into_iter()
             .map(|(n, t)| (n, t.size()))
             .collect();
@@ -192,6 +206,23 @@ impl Sgd {
 mod tests {
     use super::*;
     use tch::{Device, nn};
+
+    #[test]
+    fn frozen_variables_keep_their_values_and_have_no_state() {
+        let vs = VarStore::new(Device::Cpu);
+        let body = (vs.root() / "body").var("w", &[1], nn::Init::Const(1.0));
+        let head = (vs.root() / "head").var("w", &[1], nn::Init::Const(1.0));
+        let mut sgd = Sgd::new(0.9, 0.1).freeze(&["body."]);
+        sgd.zero_grad(&vs);
+        ((&body * 2.0).sum(Kind::Float) + (&head * 2.0).sum(Kind::Float)).backward();
+        sgd.step(&vs, 0.5);
+        // Frozen: neither the gradient nor the weight decay moves it.
+        assert_eq!(body.double_value(&[0]), 1.0);
+        // Trained: d = 2 + 0.1·1 = 2.1, w = 1 − 0.5·2.1 = −0.05.
+        assert!((head.double_value(&[0]) - (-0.05)).abs() < 1e-6);
+        let names: Vec<_> = sgd.state().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["head.w"]);
+    }
 
     #[test]
     fn matches_hand_computed_momentum_steps() {

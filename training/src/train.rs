@@ -186,7 +186,12 @@ fn run(config: TrainConfig, resume: bool) -> anyhow::Result<TrainSummary> {
 
     let samples = load_samples(&config)?;
 
-    let mut sgd = Sgd::new(config.momentum, config.weight_decay);
+    let frozen: &[&str] = if config.freeze_backbone {
+        &crate::model::BackboneKind::all_var_prefixes()
+    } else {
+        &[]
+    };
+    let mut sgd = Sgd::new(config.momentum, config.weight_decay).freeze(frozen);
     let (net, start) = if resume {
         checkpoint::load(&output, device, &mut sgd)?
     } else {
@@ -200,6 +205,7 @@ fn run(config: TrainConfig, resume: bool) -> anyhow::Result<TrainSummary> {
         )
     };
     let mut net = net;
+    net.freeze_backbone = config.freeze_backbone;
     let contract = Arc::new(net.config.contract.clone());
     let freeze_bn = config.freeze_batch_norm;
     let loader = config.loader();

@@ -92,6 +92,26 @@ impl BackboneKind {
         if self.is_resnet() { 256 } else { 64 }
     }
 
+    /// Prefix of the backbone's variable names (what `freeze_backbone` keeps fixed).
+    pub fn var_prefix(self) -> &'static str {
+        match self {
+            BackboneKind::MobileNet025 | BackboneKind::MobileNet05 | BackboneKind::MobileNet10 => {
+                "fx."
+            }
+            BackboneKind::MobileNetV2 => "features.",
+            BackboneKind::ResNet18 | BackboneKind::ResNet34 | BackboneKind::ResNet50 => "body.",
+        }
+    }
+
+    /// Every backbone's variable prefix: a network has exactly one of them.
+    pub fn all_var_prefixes() -> [&'static str; 3] {
+        [
+            BackboneKind::MobileNet025.var_prefix(),
+            BackboneKind::MobileNetV2.var_prefix(),
+            BackboneKind::ResNet18.var_prefix(),
+        ]
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             BackboneKind::MobileNet025 => "mobilenet0.25",

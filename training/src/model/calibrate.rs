@@ -93,9 +93,7 @@ pub fn calibrate_batch_norm(
         return Ok(());
     }
     let mut ops = RecordingOps {
-        inner: TensorOps {
-            train_batch_norm: false,
-        },
+        inner: TensorOps::default(),
         moments: HashMap::new(),
     };
     let mut seen = 0;

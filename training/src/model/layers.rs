@@ -256,12 +256,24 @@ pub trait Ops {
     /// softmax columns the model contract (and every plugin build) reads, with the same face
     /// probability.
     fn sigmoid_pair(&mut self, x: &Self::T) -> Self::T;
+    /// Runs `f` (the backbone's part of the forward pass). Training ops with a frozen backbone
+    /// run it as fixed features: no gradients, BatchNorm on its running statistics. Graph
+    /// builders and inference just run it.
+    fn backbone_pass<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> R
+    where
+        Self: Sized,
+    {
+        f(self)
+    }
 }
 
 /// [`Ops`] on tch tensors.
+#[derive(Default)]
 pub struct TensorOps {
     /// Dropout-free network: `train` only switches BatchNorm to batch statistics.
     pub train_batch_norm: bool,
+    /// See [`Ops::backbone_pass`].
+    pub freeze_backbone: bool,
 }
 
 impl Ops for TensorOps {
@@ -335,5 +347,15 @@ impl Ops for TensorOps {
     fn sigmoid_pair(&mut self, x: &Tensor) -> Tensor {
         let face = x.sigmoid();
         Tensor::cat(&[1.0 - &face, face], -1)
+    }
+
+    fn backbone_pass<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> R {
+        if !self.freeze_backbone {
+            return f(self);
+        }
+        let train = std::mem::replace(&mut self.train_batch_norm, false);
+        let out = tch::no_grad(|| f(self));
+        self.train_batch_norm = train;
+        out
     }
 }

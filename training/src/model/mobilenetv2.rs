@@ -188,13 +188,7 @@ mod tests {
             .sum();
         assert_eq!(params, 2_223_872);
         let x = Tensor::rand([1, 3, 64, 96], tch::kind::FLOAT_CPU);
-        let outs = net.forward(
-            &mut TensorOps {
-                train_batch_norm: false,
-            },
-            &x,
-            &[4, 8, 16, 32],
-        );
+        let outs = net.forward(&mut TensorOps::default(), &x, &[4, 8, 16, 32]);
         let shapes: Vec<Vec<i64>> = outs.iter().map(Tensor::size).collect();
         assert_eq!(
             shapes,

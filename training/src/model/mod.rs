@@ -198,6 +198,9 @@ pub struct RetinaFace {
     landmark_head: Vec<ConvUnit>,
     /// The shared subnets of [`HeadKind::RetinaNet`] (then `ssh` and the `*_head`s are empty).
     retinanet: Option<RetinaNetHead>,
+    /// Training keeps the backbone fixed (weights and BatchNorm statistics): set by `train`
+    /// from `freeze_backbone`; the optimizer leaves [`BackboneKind::all_var_prefixes`] alone.
+    pub freeze_backbone: bool,
 }
 
 impl RetinaFace {
@@ -259,6 +262,7 @@ impl RetinaFace {
                 .collect(),
             retinanet: (config.head == HeadKind::RetinaNet)
                 .then(|| RetinaNetHead::new(&root, width, anchors(0))),
+            freeze_backbone: false,
             config,
             vs,
         };
@@ -268,7 +272,8 @@ impl RetinaFace {
     /// The forward pass, written once over [`Ops`]. `conf` is raw logits unless
     /// `softmax` is set (as in inference and the exported model).
     pub fn forward<O: Ops>(&self, ops: &mut O, x: &O::T, softmax: bool) -> Outputs<O::T> {
-        let mut features = self.backbone.forward(ops, x, &self.backbone_strides);
+        let strides = &self.backbone_strides;
+        let mut features = ops.backbone_pass(|ops| self.backbone.forward(ops, x, strides));
         if let Some(extra) = &self.extra {
             // Validation put stride 32 right before 64, so it is the last backbone map.
             let p6 = ops.conv(features.last().expect("the stride-32 map"), extra);
@@ -324,20 +329,16 @@ impl RetinaFace {
 
     /// Training forward: class logits; BatchNorm uses batch statistics when `train_batch_norm`.
     pub fn forward_train(&self, x: &Tensor, train_batch_norm: bool) -> Outputs<Tensor> {
-        self.forward(&mut TensorOps { train_batch_norm }, x, false)
+        let mut ops = TensorOps {
+            train_batch_norm,
+            freeze_backbone: self.freeze_backbone,
+        };
+        self.forward(&mut ops, x, false)
     }
 
     /// Inference forward (no gradients, BatchNorm running statistics, softmaxed `conf`).
     pub fn infer(&self, x: &Tensor) -> Outputs<Tensor> {
-        tch::no_grad(|| {
-            self.forward(
-                &mut TensorOps {
-                    train_batch_norm: false,
-                },
-                x,
-                true,
-            )
-        })
+        tch::no_grad(|| self.forward(&mut TensorOps::default(), x, true))
     }
 
     /// Every convolution unit, in a fixed order.
