@@ -109,6 +109,49 @@ fn onnx_model_with_other_inputs() {
     );
 }
 
+/// What a pipeline said on its way to EOS.
+struct Played {
+    warnings: Vec<String>,
+    infos: Vec<String>,
+}
+
+/// Plays `pipeline` to EOS (panics on ERROR, or when EOS does not come within two minutes),
+/// calling `on_playing` once when it reaches PLAYING; then sets it to NULL.
+fn play_to_eos(pipeline: &gst::Element, mut on_playing: impl FnMut()) -> Played {
+    use gst::prelude::*;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let bus = pipeline.bus().unwrap();
+    let mut played = Played {
+        warnings: Vec::new(),
+        infos: Vec::new(),
+    };
+    loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no EOS within two minutes"
+        );
+        let Some(msg) = bus.timed_pop(gst::ClockTime::from_seconds(1)) else {
+            continue;
+        };
+        match msg.view() {
+            gst::MessageView::Info(i) => played.infos.push(i.error().to_string()),
+            gst::MessageView::Warning(w) => played.warnings.push(w.error().to_string()),
+            gst::MessageView::StateChanged(s)
+                if s.current() == gst::State::Playing
+                    && msg.src() == Some(pipeline.upcast_ref()) =>
+            {
+                on_playing()
+            }
+            gst::MessageView::Eos(_) => break,
+            gst::MessageView::Error(e) => panic!("{}", e.error()),
+            _ => {}
+        }
+    }
+    pipeline.set_state(gst::State::Null).unwrap();
+    played
+}
+
 #[test]
 fn cuda_provider_runs_or_falls_back_to_cpu_with_a_warning() {
     init();
@@ -117,24 +160,7 @@ fn cuda_provider_runs_or_falls_back_to_cpu_with_a_warning() {
         media("sample2.jpg")
     ))
     .unwrap();
-    use gst::prelude::*;
-    pipeline.set_state(gst::State::Playing).unwrap();
-    let bus = pipeline.bus().unwrap();
-    let mut warning = None;
-    let mut eos = false;
-    while let Some(msg) = bus.timed_pop(gst::ClockTime::from_seconds(60)) {
-        match msg.view() {
-            gst::MessageView::Warning(w) => warning = Some(w.error().to_string()),
-            gst::MessageView::Eos(_) => {
-                eos = true;
-                break;
-            }
-            gst::MessageView::Error(e) => panic!("{}", e.error()),
-            _ => {}
-        }
-    }
-    pipeline.set_state(gst::State::Null).unwrap();
-    assert!(eos, "pipeline did not finish");
+    let warning = play_to_eos(&pipeline, || {}).warnings.pop();
     // A CPU-only ONNX Runtime (the one setup installs): a warning, then CPU inference. A GPU
     // build on a machine with a GPU: no warning, the model ran on CUDA.
     match warning {
@@ -203,32 +229,15 @@ fn tensorrt_announces_the_engine_build_and_its_cache() {
     .unwrap()
     .downcast::<gst::Pipeline>()
     .unwrap();
-    pipeline.set_state(gst::State::Playing).unwrap();
     let detect = pipeline.by_name("d").unwrap();
-    let bus = pipeline.bus().unwrap();
-    let (mut info, mut warnings, mut eos) = (None, Vec::new(), false);
-    while let Some(msg) = bus.timed_pop(gst::ClockTime::from_seconds(60)) {
-        match msg.view() {
-            gst::MessageView::Info(i) => info = Some(i.error().to_string()),
-            gst::MessageView::Warning(w) => warnings.push(w.error().to_string()),
-            gst::MessageView::StateChanged(s)
-                if s.current() == gst::State::Playing
-                    && msg.src() == Some(pipeline.upcast_ref()) =>
-            {
-                detect.set_property("device-id", 1u32);
-                detect.set_property("tensorrt-fp16", false);
-            }
-            gst::MessageView::Eos(_) => {
-                eos = true;
-                break;
-            }
-            gst::MessageView::Error(e) => panic!("{}", e.error()),
-            _ => {}
-        }
-    }
-    pipeline.set_state(gst::State::Null).unwrap();
-    assert!(eos, "pipeline did not finish");
-    let info = info.expect("an INFO message before the engine is built");
+    let Played { warnings, infos } = play_to_eos(pipeline.upcast_ref(), || {
+        detect.set_property("device-id", 1u32);
+        detect.set_property("tensorrt-fp16", false);
+    });
+    let info = infos
+        .into_iter()
+        .next()
+        .expect("an INFO message before the engine is built");
     assert!(
         info.contains("TensorRT") && info.contains(&cache.display().to_string()),
         "{info}"
