@@ -168,6 +168,49 @@ fn streams_share_one_engine_batch_together_and_free_it_at_null() {
     }
 }
 
+/// Three pipelines share one engine with batching on. One fails after five frames (an ERROR
+/// downstream of its detector), one is stopped (NULL) while the first still runs: the remaining
+/// stream gets every frame, with the faces it finds alone.
+#[test]
+fn streams_that_fail_or_stop_never_block_the_others() {
+    let props = "batch-size=3 batch-timeout=100000";
+    let (a, collected) = launch(&branch("sample2.jpg", 40, props, "sink"));
+    let failing = gst::parse::launch(&format!(
+        "filesrc location={} ! jpegdec ! videoconvert ! imagefreeze num-buffers=1000 ! retinafacedetect {props} ! identity error-after=5 ! fakesink",
+        media("sample3.jpg")
+    ))
+    .unwrap();
+    let stopped = gst::parse::launch(&format!(
+        "filesrc location={} ! jpegdec ! videoconvert ! imagefreeze num-buffers=1000 ! retinafacedetect {props} ! fakesink",
+        media("sample4.jpg")
+    ))
+    .unwrap();
+    failing.set_state(gst::State::Playing).unwrap();
+    stopped.set_state(gst::State::Playing).unwrap();
+    a.set_state(gst::State::Playing).unwrap();
+    // The failing pipeline posts its ERROR; the other one is stopped once `a` is under way.
+    let error = failing
+        .bus()
+        .unwrap()
+        .timed_pop_filtered(gst::ClockTime::from_seconds(60), &[gst::MessageType::Error]);
+    assert!(error.is_some(), "identity error-after=5 fails its pipeline");
+    assert!(
+        eventually(|| collected
+            .lock()
+            .unwrap()
+            .get("sink")
+            .is_some_and(|b| b.len() >= 5)),
+        "the remaining stream runs"
+    );
+    assert_eq!(Registry::global().live(), 1, "the three share one engine");
+    stopped.set_state(gst::State::Null).unwrap();
+    play_to_eos(&a);
+    a.set_state(gst::State::Null).unwrap();
+    failing.set_state(gst::State::Null).unwrap();
+    let buffers = collected.lock().unwrap().remove("sink").unwrap();
+    assert_same("sample2.jpg", &alone("sample2.jpg", 40), &faces(&buffers));
+}
+
 /// `shared=false`: each element loads a session of its own (none in the process-wide registry)
 /// and finds the same faces as a shared one.
 #[test]
