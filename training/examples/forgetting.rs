@@ -148,6 +148,14 @@ fn recipes() -> Vec<Recipe> {
             },
         ),
         (
+            "distill",
+            "lr 1e-3, everything trains, distillation from the published model (weight 1)",
+            |c| {
+                c.lr = 1e-3;
+                c.distill = 1.0;
+            },
+        ),
+        (
             "recommended",
             "the recommended fine-tune: lr 1e-4, backbone frozen",
             |c| {

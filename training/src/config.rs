@@ -54,6 +54,10 @@ pub struct TrainConfig {
     /// learn. For fine-tuning a good model on a few images without losing what the backbone
     /// learned (README, "Fine-tuning that does not forget").
     pub freeze_backbone: bool,
+    /// Weight of distillation from the `init` model (0 = off): the original network sees every
+    /// batch and the student keeps its face probabilities, boxes and landmarks
+    /// (`loss::distill`). Needs `init`.
+    pub distill: f64,
     /// Also checkpoint every this many iterations (0 = at the end of each epoch only).
     pub checkpoint_every: usize,
     /// libtorch intra-op threads (0 = libtorch's default).
@@ -102,6 +106,7 @@ impl Default for TrainConfig {
             init: None,
             freeze_batch_norm: false,
             freeze_backbone: false,
+            distill: 0.0,
             checkpoint_every: 0,
             threads: 0,
             match_iou: 0.35,
@@ -197,6 +202,15 @@ impl TrainConfig {
         );
         anyhow::ensure!(self.lr > 0.0, "lr must be positive");
         anyhow::ensure!(
+            self.distill >= 0.0 && self.distill.is_finite(),
+            "distill {} must be 0 (off) or a positive weight",
+            self.distill
+        );
+        anyhow::ensure!(
+            self.distill == 0.0 || self.init.is_some(),
+            "distill needs --init: the model to distil from is the one the fine-tune starts from"
+        );
+        anyhow::ensure!(
             (0.0..=1.0).contains(&self.focal_alpha),
             "focal_alpha {} must be within 0..1",
             self.focal_alpha
@@ -289,6 +303,22 @@ fn parse_device_name(s: &str) -> anyhow::Result<Device> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn distillation_needs_a_model_to_distil_from() {
+        let c = TrainConfig {
+            distill: 1.0,
+            ..Default::default()
+        };
+        let err = c.check().unwrap_err().to_string();
+        assert!(err.contains("distill needs --init"), "{err}");
+        let c = TrainConfig {
+            distill: -1.0,
+            init: Some("m.onnx".into()),
+            ..Default::default()
+        };
+        assert!(c.check().is_err());
+    }
 
     #[test]
     fn step_schedule_and_warmup() {

@@ -119,6 +119,9 @@ struct TrainArgs {
     /// Keep the backbone fixed (weights and BatchNorm statistics): fine-tune only neck and heads.
     #[arg(long)]
     freeze_backbone: bool,
+    /// Weight of distillation from the --init model (0 = off).
+    #[arg(long)]
+    distill: Option<f64>,
     #[arg(long)]
     checkpoint_every: Option<usize>,
     #[arg(long)]
@@ -203,6 +206,9 @@ impl TrainArgs {
         }
         if self.freeze_backbone {
             c.freeze_backbone = true;
+        }
+        if let Some(w) = self.distill {
+            c.distill = w;
         }
         Ok(c)
     }

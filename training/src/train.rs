@@ -237,12 +237,18 @@ fn run(config: TrainConfig, resume: bool) -> anyhow::Result<TrainSummary> {
             .expect("valid template")
             .progress_chars("=> "),
     );
-    let criterion = Criterion::new(
+    let mut criterion = Criterion::new(
         config.loss(),
         &contract.priors,
         config.image_size as usize,
         device,
     );
+    if config.distill > 0.0 {
+        // The starting model, loaded afresh and never updated: the teacher. (Checked: `init`
+        // is set.) BatchNorm statistics of imported models are exact as imported.
+        let teacher = initial_network(&config, device)?;
+        criterion = criterion.with_teacher(teacher, config.distill);
+    }
     let mut iteration = start.iteration;
     let mut last_step = Instant::now();
     for epoch in start.epoch..config.epochs {

@@ -6,6 +6,7 @@
 //! Targets come from [`crate::targets::match_priors`]: per prior a label (0 background, 1 face
 //! with landmarks, −1 face without landmarks), encoded box and landmark offsets.
 
+pub mod distill;
 pub mod focal;
 pub mod iou;
 
@@ -99,6 +100,8 @@ pub struct Criterion {
     pub config: LossConfig,
     pub priors: Tensor,
     pub variances: [f32; 2],
+    /// The network a fine-tune started from and the weight of its [`distill`] term.
+    pub teacher: Option<(crate::model::RetinaFace, f64)>,
 }
 
 impl Criterion {
@@ -107,7 +110,15 @@ impl Criterion {
             config,
             priors: priors_tensor(priors, size, device),
             variances: priors.variances,
+            teacher: None,
         }
+    }
+
+    /// Adds `weight` × the distillation term against `teacher` (run fixed, BatchNorm on its
+    /// running statistics) on every batch.
+    pub fn with_teacher(mut self, teacher: crate::model::RetinaFace, weight: f64) -> Self {
+        self.teacher = Some((teacher, weight));
+        self
     }
 
     /// The loss of network outputs against a batch's targets.
@@ -116,7 +127,7 @@ impl Criterion {
         out: &crate::model::Outputs<Tensor>,
         batch: &crate::device_batch::DeviceBatch,
     ) -> LossTerms {
-        multibox_loss(
+        let mut terms = multibox_loss(
             &out.loc,
             &out.conf,
             &out.landmarks,
@@ -128,7 +139,14 @@ impl Criterion {
                 variances: self.variances,
             },
             &self.config,
-        )
+        );
+        if let Some((teacher, weight)) = &self.teacher {
+            let guide = tch::no_grad(|| teacher.forward_train(&batch.images, false));
+            let extra = distill::distillation(out, &guide) * *weight;
+            // Out of place: the detection terms stay part of the graph as they are.
+            terms.total = terms.total.g_add(&extra);
+        }
+        terms
     }
 }
 

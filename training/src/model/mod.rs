@@ -607,6 +607,8 @@ mod tests {
 
     #[test]
     fn retinanet_head_trains_one_logit_and_infers_two_columns() {
+        // Random weights and input: seeded, so every run checks the same draw.
+        tch::manual_seed(0);
         let config = retinanet_config();
         let priors = retinaface::priors::count(&config.contract.priors, 64, 96);
         // 9 anchors per cell: (8·12 + 4·6 + 2·3 + 1·2) cells × 9.
@@ -626,10 +628,17 @@ mod tests {
             let p = 1.0 / (1.0 + (-z).exp());
             assert!((pair[1] - p).abs() < 1e-6 && (pair[0] + pair[1] - 1.0).abs() < 1e-6);
         }
-        // Small output weights (σ 0.01) and the prior bias: anchors start far below 0.5, near
-        // the prior (an untrained backbone on noise × 50 spreads them somewhat).
-        let mean = conf.chunks(2).map(|c| c[1] as f64).sum::<f64>() / (conf.len() / 2) as f64;
-        assert!(mean < 0.1, "mean face probability {mean}");
+        // Small output weights (σ 0.01) and the prior bias: most anchors start at the prior
+        // π = 0.01. The median, not the mean: an untrained backbone on noise × 50 saturates a
+        // tail of anchors, which moved the mean between 0.03 and 0.26 over seeds 0–3 (medians
+        // 0.0096–0.0126).
+        let mut face: Vec<f32> = conf.chunks(2).map(|c| c[1]).collect();
+        face.sort_by(f32::total_cmp);
+        let median = face[face.len() / 2];
+        assert!(
+            (0.005..0.02).contains(&median),
+            "median face probability {median}"
+        );
         // One set of subnet weights for every level; no SSH.
         let names: Vec<&str> = net.units().iter().map(|u| u.name.as_str()).collect();
         assert!(names.contains(&"cls_subnet.3") && names.contains(&"landmark_subnet.out"));
