@@ -21,12 +21,7 @@ fn imported_published_model_matches_onnx_runtime() {
     let shape = [1, 3, image.height() as usize, image.width() as usize];
     let mut session = ort_session(&published_model());
     let expected = ort_run(&mut session, &to_vec(&input), shape);
-    for (name, got, want) in [
-        ("loc", to_vec(&out.loc), &expected[0]),
-        ("conf", to_vec(&out.conf), &expected[1]),
-        ("landmarks", to_vec(&out.landmarks), &expected[2]),
-    ] {
-        let d = max_abs_diff(&got, want);
+    for (name, d, _) in output_diffs(&out, &expected) {
         assert!(d <= TOLERANCE, "{name}: max |tch − ORT| = {d}");
     }
     // The comparison is not vacuous: the image has confident faces.
@@ -89,13 +84,7 @@ fn export_matches_tch_at_two_sizes_and_batch_two() {
             &to_vec(&input),
             [2, 3, h as usize, w as usize],
         );
-        for (name, got, want) in [
-            ("loc", to_vec(&out.loc), &expected[0]),
-            ("conf", to_vec(&out.conf), &expected[1]),
-            ("landmarks", to_vec(&out.landmarks), &expected[2]),
-        ] {
-            let d = max_abs_diff(&got, want);
-            let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+        for (name, d, scale) in output_diffs(&out, &expected) {
             assert!(
                 d <= TOLERANCE,
                 "{name} at {w}×{h}: max |tch − ORT| = {d} (max |value| {scale})"
@@ -151,14 +140,9 @@ fn every_backbone_exports_and_matches_onnx_runtime() {
         assert_eq!(out.conf.size(), [1, priors as i64, 2], "{kind:?}");
         let mut session = ort_session(&path);
         let expected = ort_run(&mut session, &to_vec(&input), [1, 3, 64, 96]);
-        for (name, got, want) in [
-            ("loc", to_vec(&out.loc), &expected[0]),
-            ("conf", to_vec(&out.conf), &expected[1]),
-            ("landmarks", to_vec(&out.landmarks), &expected[2]),
-        ] {
+        for (name, d, largest) in output_diffs(&out, &expected) {
             // Untrained networks reach large activations; compare relative to the output scale.
-            let scale = want.iter().fold(1f32, |m, v| m.max(v.abs()));
-            let d = max_abs_diff(&got, want);
+            let scale = largest.max(1.0);
             assert!(
                 d <= TOLERANCE * scale,
                 "{kind:?} {name}: max |tch − ORT| = {d} (scale {scale})"

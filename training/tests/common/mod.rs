@@ -77,6 +77,26 @@ pub fn ort_run(session: &mut Session, input: &[f32], shape: [usize; 4]) -> [Vec<
     })
 }
 
+/// For each network output (`loc`, `conf`, `landmarks`): its name, the largest |tch − ORT|
+/// against `expected` (from [`ort_run`]), and the largest |value| ORT gave.
+pub fn output_diffs(
+    out: &retinaface_training::model::Outputs<tch::Tensor>,
+    expected: &[Vec<f32>; 3],
+) -> [(&'static str, f32, f32); 3] {
+    use retinaface_training::infer::to_vec;
+    let got = [
+        ("loc", &out.loc),
+        ("conf", &out.conf),
+        ("landmarks", &out.landmarks),
+    ];
+    std::array::from_fn(|i| {
+        let (name, tensor) = got[i];
+        let want = &expected[i];
+        let largest = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+        (name, max_abs_diff(&to_vec(tensor), want), largest)
+    })
+}
+
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "different lengths");
     a.iter()
