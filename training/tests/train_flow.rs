@@ -28,6 +28,31 @@ fn run_trainer(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `train` from the CLI on `labels` into `run`: 256-px crops, batch 3, one epoch (two
+/// iterations on the six photos), one worker, CPU, plus `extra` flags.
+fn quick_train(labels: &Path, run: &Path, extra: &[&str]) {
+    let mut args = vec![
+        "train",
+        "--labels",
+        path(labels),
+        "--output",
+        path(run),
+        "--image-size",
+        "256",
+        "--batch-size",
+        "3",
+        "--epochs",
+        "1",
+        "--workers",
+        "1",
+        "--device",
+        "cpu",
+    ];
+    args.extend_from_slice(extra);
+    let out = run_trainer(&args);
+    assert!(out.contains("trained 2 iterations"), "{out}");
+}
+
 fn path(p: &Path) -> &str {
     p.to_str().unwrap()
 }
@@ -217,30 +242,18 @@ fn loss_choices_reach_the_run_from_the_cli() {
     let dir = tempfile::tempdir().unwrap();
     let labels = make_dataset(&dir.path().join("set"), 480);
     let run = dir.path().join("run");
-    let out = run_trainer(&[
-        "train",
-        "--labels",
-        path(&labels),
-        "--output",
-        path(&run),
-        "--image-size",
-        "256",
-        "--batch-size",
-        "3",
-        "--epochs",
-        "1",
-        "--workers",
-        "1",
-        "--device",
-        "cpu",
-        "--cls-loss",
-        "focal",
-        "--box-loss",
-        "giou",
-        "--focal-alpha",
-        "0.3",
-    ]);
-    assert!(out.contains("trained 2 iterations"), "{out}");
+    quick_train(
+        &labels,
+        &run,
+        &[
+            "--cls-loss",
+            "focal",
+            "--box-loss",
+            "giou",
+            "--focal-alpha",
+            "0.3",
+        ],
+    );
     // Recorded for --resume.
     let config = std::fs::read_to_string(run.join("config.toml")).unwrap();
     for line in [
@@ -581,26 +594,7 @@ fn mobilenetv2_trains_and_exports_from_the_cli() {
     let dir = tempfile::tempdir().unwrap();
     let labels = make_dataset(&dir.path().join("set"), 480);
     let run = dir.path().join("run");
-    let out = run_trainer(&[
-        "train",
-        "--labels",
-        path(&labels),
-        "--output",
-        path(&run),
-        "--backbone",
-        "mobilenetv2",
-        "--image-size",
-        "256",
-        "--batch-size",
-        "3",
-        "--epochs",
-        "1",
-        "--workers",
-        "1",
-        "--device",
-        "cpu",
-    ]);
-    assert!(out.contains("trained 2 iterations"), "{out}");
+    quick_train(&labels, &run, &["--backbone", "mobilenetv2"]);
     let loss = loss_column(&run.join("metrics.csv"));
     assert!(loss.iter().all(|l| l.is_finite()), "{loss:?}");
     let onnx = dir.path().join("mv2.onnx");
@@ -631,32 +625,20 @@ fn p2_p6_pyramid_trains_and_exports_from_the_cli() {
     let dir = tempfile::tempdir().unwrap();
     let labels = make_dataset(&dir.path().join("set"), 480);
     let run = dir.path().join("run");
-    let out = run_trainer(&[
-        "train",
-        "--labels",
-        path(&labels),
-        "--output",
-        path(&run),
-        "--backbone",
-        "resnet18",
-        "--steps",
-        "4,8,16,32,64",
-        "--min-sizes",
-        "8,11;16,23;32,45;64,90;128,181",
-        "--neck-channels",
-        "64",
-        "--image-size",
-        "256",
-        "--batch-size",
-        "3",
-        "--epochs",
-        "1",
-        "--workers",
-        "1",
-        "--device",
-        "cpu",
-    ]);
-    assert!(out.contains("trained 2 iterations"), "{out}");
+    quick_train(
+        &labels,
+        &run,
+        &[
+            "--backbone",
+            "resnet18",
+            "--steps",
+            "4,8,16,32,64",
+            "--min-sizes",
+            "8,11;16,23;32,45;64,90;128,181",
+            "--neck-channels",
+            "64",
+        ],
+    );
     let onnx = dir.path().join("p2p6.onnx");
     run_trainer(&[
         "export",
@@ -704,26 +686,7 @@ fn retinanet_config_file_trains_exports_and_detects_in_the_plugin() {
     let labels = make_dataset(&dir.path().join("set"), 480);
     let run = dir.path().join("run");
     let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/resnet18-retinanet.toml");
-    let out = run_trainer(&[
-        "train",
-        "--config",
-        path(&config),
-        "--labels",
-        path(&labels),
-        "--output",
-        path(&run),
-        "--image-size",
-        "256",
-        "--batch-size",
-        "3",
-        "--epochs",
-        "1",
-        "--workers",
-        "1",
-        "--device",
-        "cpu",
-    ]);
-    assert!(out.contains("trained 2 iterations"), "{out}");
+    quick_train(&labels, &run, &["--config", path(&config)]);
     let loss = loss_column(&run.join("metrics.csv"));
     assert!(loss.iter().all(|l| l.is_finite()), "{loss:?}");
     let onnx = dir.path().join("retinanet.onnx");
