@@ -17,16 +17,16 @@ fn eval(dir: &Path, label_text: &[u8]) -> (bool, String, String) {
         .unwrap();
     let labels = dir.join("label.txt");
     std::fs::write(&labels, label_text).unwrap();
-    let out = trainer()
-        .args(["eval", "--model"])
-        .arg(published_model())
-        .arg("--labels")
-        .arg(&labels)
-        .arg("--output")
-        .arg(dir.join("eval"))
-        .args(["--device", "cpu"])
-        .output()
-        .unwrap();
+    let out = output_within(
+        trainer()
+            .args(["eval", "--model"])
+            .arg(published_model())
+            .arg("--labels")
+            .arg(&labels)
+            .arg("--output")
+            .arg(dir.join("eval"))
+            .args(["--device", "cpu"]),
+    );
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -8,26 +8,26 @@ use retinaface_training::model::RetinaFace;
 use tch::Device;
 
 fn train(labels: &std::path::Path, output: &std::path::Path, extra: &[&str]) {
-    let out = trainer()
-        .args(["train", "--labels"])
-        .arg(labels)
-        .arg("--output")
-        .arg(output)
-        .args([
-            "--image-size",
-            "320",
-            "--batch-size",
-            "3",
-            "--epochs",
-            "1",
-            "--workers",
-            "2",
-            "--device",
-            "cpu",
-        ])
-        .args(extra)
-        .output()
-        .unwrap();
+    let out = output_within(
+        trainer()
+            .args(["train", "--labels"])
+            .arg(labels)
+            .arg("--output")
+            .arg(output)
+            .args([
+                "--image-size",
+                "320",
+                "--batch-size",
+                "3",
+                "--epochs",
+                "1",
+                "--workers",
+                "2",
+                "--device",
+                "cpu",
+            ])
+            .args(extra),
+    );
     assert!(
         out.status.success(),
         "{}",

@@ -15,7 +15,7 @@ use tch::{Device, Tensor};
 
 /// Runs the trainer CLI; panics with its output when it fails. Returns stdout.
 fn run_trainer(args: &[&str]) -> String {
-    let out = trainer().args(args).output().unwrap();
+    let out = output_within(trainer().args(args));
     let text = format!(
         "{}\n{}",
         String::from_utf8_lossy(&out.stdout),
@@ -271,22 +271,6 @@ fn loss_choices_reach_the_run_from_the_cli() {
     assert!(class < 3.0, "focal class term at step 0: {class}");
 }
 
-/// Waits for `child`, killing it (and failing) after `limit`: a hung pipeline must not stall the run.
-fn wait_with_deadline(mut child: std::process::Child, limit: Duration) -> std::process::ExitStatus {
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("gst-launch-1.0 did not finish within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// Faces the plugin finds with `model` on `image` (a PNG), read back from `retinafacejson`.
 fn plugin_faces(model: &Path, image: &Path, out: &Path) -> Vec<serde_json::Value> {
     let plugin_dir = Path::new(env!("CARGO_BIN_EXE_retinaface-train"))
@@ -298,36 +282,35 @@ fn plugin_faces(model: &Path, image: &Path, out: &Path) -> Vec<serde_json::Value
         "{} has no libgstretinaface.so: build the plugin first (scripts/test.sh does)",
         plugin_dir.display()
     );
-    let child = Command::new("gst-launch-1.0")
-        .env("GST_PLUGIN_PATH", &plugin_dir)
-        .args([
-            "-q",
-            "filesrc",
-            &format!("location={}", path(image)),
-            "!",
-            "pngdec",
-            "!",
-            "videoconvert",
-            "!",
-            "video/x-raw,format=RGB",
-            "!",
-            "retinafacedetect",
-            &format!("model={}", path(model)),
-            "inference-size=0",
-            "confidence-threshold=0.6",
-            "!",
-            "retinafacejson",
-            &format!("location={}", path(out)),
-            "!",
-            "fakesink",
-        ])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("gst-launch-1.0 runs (scripts/setup.sh installs it)");
-    let status = wait_with_deadline(child, Duration::from_secs(120));
+    let launched = output_within(
+        Command::new("gst-launch-1.0")
+            .env("GST_PLUGIN_PATH", &plugin_dir)
+            .args([
+                "-q",
+                "filesrc",
+                &format!("location={}", path(image)),
+                "!",
+                "pngdec",
+                "!",
+                "videoconvert",
+                "!",
+                "video/x-raw,format=RGB",
+                "!",
+                "retinafacedetect",
+                &format!("model={}", path(model)),
+                "inference-size=0",
+                "confidence-threshold=0.6",
+                "!",
+                "retinafacejson",
+                &format!("location={}", path(out)),
+                "!",
+                "fakesink",
+            ]),
+    );
     assert!(
-        status.success(),
-        "the exported model failed in retinafacedetect"
+        launched.status.success(),
+        "the exported model failed in retinafacedetect: {}",
+        String::from_utf8_lossy(&launched.stderr)
     );
     let text = std::fs::read_to_string(out).unwrap();
     let line: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
@@ -533,26 +516,23 @@ fn bad_input_gives_clear_errors_not_crashes() {
     );
     std::fs::write(&labels, text).unwrap();
     let run = dir.path().join("run");
-    let out = trainer()
-        .args([
-            "train",
-            "--labels",
-            path(&labels),
-            "--output",
-            path(&run),
-            "--image-size",
-            "64",
-            "--batch-size",
-            "7",
-            "--epochs",
-            "1",
-            "--workers",
-            "1",
-            "--device",
-            "cpu",
-        ])
-        .output()
-        .unwrap();
+    let out = output_within(trainer().args([
+        "train",
+        "--labels",
+        path(&labels),
+        "--output",
+        path(&run),
+        "--image-size",
+        "64",
+        "--batch-size",
+        "7",
+        "--epochs",
+        "1",
+        "--workers",
+        "1",
+        "--device",
+        "cpu",
+    ]));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(
@@ -568,16 +548,13 @@ fn bad_input_gives_clear_errors_not_crashes() {
     let not_onnx = dir.path().join("broken.onnx");
     std::fs::write(&not_onnx, b"definitely not protobuf").unwrap();
     for model in [dir.path().join("nope.safetensors"), not_onnx] {
-        let out = trainer()
-            .args([
-                "export",
-                "--model",
-                path(&model),
-                "--output",
-                path(&dir.path().join("x.onnx")),
-            ])
-            .output()
-            .unwrap();
+        let out = output_within(trainer().args([
+            "export",
+            "--model",
+            path(&model),
+            "--output",
+            path(&dir.path().join("x.onnx")),
+        ]));
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success());
         assert!(
@@ -658,20 +635,17 @@ fn p2_p6_pyramid_trains_and_exports_from_the_cli() {
     );
     assert_eq!(value("retinaface.neck_channels"), "64");
     // A pyramid the network cannot build is refused with the strides it has.
-    let bad = trainer()
-        .args([
-            "train",
-            "--labels",
-            path(&labels),
-            "--output",
-            path(&dir.path().join("bad")),
-            "--steps",
-            "8,32",
-            "--min-sizes",
-            "16;64",
-        ])
-        .output()
-        .unwrap();
+    let bad = output_within(trainer().args([
+        "train",
+        "--labels",
+        path(&labels),
+        "--output",
+        path(&dir.path().join("bad")),
+        "--steps",
+        "8,32",
+        "--min-sizes",
+        "16;64",
+    ]));
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(!bad.status.success());
     assert!(

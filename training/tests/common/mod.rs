@@ -155,6 +155,49 @@ pub fn make_dataset(dir: &Path, max_side: u32) -> PathBuf {
     labels
 }
 
+/// How long one trainer or gst-launch-1.0 run in a test may take: under nextest's own kill
+/// (300 s), so a hung process fails with a message naming it.
+pub const RUN_LIMIT: std::time::Duration = std::time::Duration::from_secs(240);
+
+/// Runs `command` to the end and returns its output (stdout and stderr captured); kills it and
+/// fails after [`RUN_LIMIT`], so a hung process fails the test instead of stalling it.
+pub fn output_within(command: &mut std::process::Command) -> std::process::Output {
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{command:?} does not start: {e}"));
+    // Drained while it runs: a full pipe would otherwise stall the process.
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            bytes
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().expect("piped")));
+    let stderr = drain(Box::new(child.stderr.take().expect("piped")));
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > RUN_LIMIT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{command:?} did not finish within {RUN_LIMIT:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    std::process::Output {
+        status,
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    }
+}
+
 /// The trainer binary.
 pub fn trainer() -> std::process::Command {
     std::process::Command::new(env!("CARGO_BIN_EXE_retinaface-train"))
