@@ -10,9 +10,12 @@
 //!
 //! ```text
 //! cargo run --release --example wall_eval -- [--frames N (5)] [--rounds N (1)] [--threshold T (0.1)]
+//!     [--models A.onnx,B.onnx] [--photos a.jpg,b.jpg] [--settings inference-size=640,…] [--walls 1080p]
 //! ```
 //! `scripts/wall-eval.sh` builds and runs it. `RETINAFACE_MODEL` / `RETINAFACE_DATA` pick
-//! another model / media folder.
+//! another model / media folder. The ground truth always comes from that model (by default the
+//! published one); `--models` compares others on the same walls (`scripts/small-faces.sh`), and
+//! `--photos` builds the walls from some photos only (e.g. ones a model was not trained on).
 
 mod wall;
 
@@ -43,8 +46,8 @@ fn model() -> PathBuf {
     )
 }
 
-fn load_detector() -> Result<Detector> {
-    Ok(Detector::load(&model(), &SessionConfig::default(), &[])?)
+fn load_detector(model: &Path) -> Result<Detector> {
+    Ok(Detector::load(model, &SessionConfig::default(), &[])?)
 }
 
 fn params(setting: &str, threshold: f32) -> DetectParams {
@@ -76,8 +79,8 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// Child: one wall, one setting. Prints `RESULT ap ms peak_mib base_mib faces`.
-fn child(name: &str, setting: &str, frames: usize, threshold: f32) -> Result<()> {
+/// Child: one wall, one setting, one model. Prints `RESULT ap ms peak_mib base_mib faces`.
+fn child(name: &str, setting: &str, model: &Path, frames: usize, threshold: f32) -> Result<()> {
     let dir = Path::new(OUT);
     let header = std::fs::read_to_string(dir.join(format!("{name}.size")))?;
     let (w, h) = header.trim().split_once('x').ok_or("bad size file")?;
@@ -96,7 +99,7 @@ fn child(name: &str, setting: &str, frames: usize, threshold: f32) -> Result<()>
             }
         })
         .collect();
-    let mut detector = load_detector()?;
+    let mut detector = load_detector(model)?;
     let params = params(setting, threshold);
     let base = memory("VmRSS:");
     // Warm-up: ONNX Runtime plans its memory on the first run of a shape.
@@ -117,25 +120,26 @@ fn child(name: &str, setting: &str, frames: usize, threshold: f32) -> Result<()>
     Ok(())
 }
 
-fn prepare(media: &Path) -> Result<Vec<usize>> {
-    let mut detector = load_detector()?;
+fn prepare(media: &Path, names: &[String], walls: &[Wall]) -> Result<Vec<usize>> {
+    let mut detector = load_detector(&model())?;
     let truth_params = DetectParams {
         confidence_threshold: 0.7,
         inference_size: 0,
         ..Default::default()
     };
-    let photos: Vec<(Rgb, Vec<retinaface::Face>)> = wall::PHOTOS
+    let photos: Vec<wall::Photo> = names
         .iter()
-        .map(|p| {
-            let img = wall::decode(&media.join(p), None);
-            let faces = img.detect(&mut detector, &truth_params);
-            (img, faces)
+        .map(|name| {
+            let path = media.join(name);
+            let image = wall::decode(&path, None);
+            let faces = image.detect(&mut detector, &truth_params);
+            wall::Photo { path, image, faces }
         })
         .collect();
     std::fs::create_dir_all(OUT)?;
     let mut counts = Vec::new();
-    for (name, cols, rows) in WALLS {
-        let (image, truth) = wall::build_wall(&photos, media, cols, rows);
+    for &(name, cols, rows) in walls {
+        let (image, truth) = wall::build_wall(&photos, cols, rows);
         let dir = Path::new(OUT);
         std::fs::write(dir.join(format!("{name}.rgb")), &image.data)?;
         std::fs::write(
@@ -169,6 +173,13 @@ fn prepare(media: &Path) -> Result<Vec<usize>> {
     Ok(counts)
 }
 
+/// The items of a comma-separated flag value.
+fn list(value: String) -> Vec<String> {
+    value.split(',').map(str::to_string).collect()
+}
+
+type Wall = (&'static str, usize, usize);
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let value = |flag: &str, default: &str| -> String {
@@ -181,23 +192,47 @@ fn main() -> Result<()> {
     let rounds: usize = value("--rounds", "1").parse()?;
     let threshold: f32 = value("--threshold", "0.1").parse()?;
     if let Some(i) = args.iter().position(|a| a == "--child") {
-        return child(&args[i + 1], &args[i + 2], frames, threshold);
+        let model = Path::new(&args[i + 3]);
+        return child(&args[i + 1], &args[i + 2], model, frames, threshold);
     }
-    let counts = prepare(&data_dir().join("media"))?;
+    let default_model = model().display().to_string();
+    let models = list(value("--models", &default_model));
+    let photos = list(value("--photos", &wall::PHOTOS.join(",")));
+    let settings = list(value("--settings", &SETTINGS.join(",")));
+    if let Some(bad) = settings.iter().find(|s| !SETTINGS.contains(&s.as_str())) {
+        return Err(format!("unknown setting {bad}; choose among {SETTINGS:?}").into());
+    }
+    let wall_names = list(value("--walls", "1080p,4K"));
+    let walls: Vec<Wall> = WALLS
+        .into_iter()
+        .filter(|(n, _, _)| wall_names.iter().any(|w| w == n))
+        .collect();
+    let counts = prepare(&data_dir().join("media"), &photos, &walls)?;
     let exe = std::env::current_exe()?;
-    // results[wall][setting] = per-round (ap, ms, peak, base, faces)
-    let mut results = vec![vec![Vec::new(); SETTINGS.len()]; WALLS.len()];
+    // Every (model, setting) pair of a wall, in a fixed order.
+    let runs: Vec<(&String, &String)> = models
+        .iter()
+        .flat_map(|m| settings.iter().map(move |s| (m, s)))
+        .collect();
+    // The time reference: the first model's native pass if it runs, else its first setting.
+    let reference = runs
+        .iter()
+        .position(|(m, s)| *m == &models[0] && s.as_str() == "inference-size=0")
+        .unwrap_or(0);
+    // results[wall][run] = per-round (ap, ms, peak, base, faces)
+    let mut results = vec![vec![Vec::new(); runs.len()]; walls.len()];
     for round in 0..rounds {
-        for (wi, (name, _, _)) in WALLS.iter().enumerate() {
-            // Flip the order every round so drift hits every setting alike.
+        for (wi, (name, _, _)) in walls.iter().enumerate() {
+            // Flip the order every round so drift hits every run alike.
             let order: Vec<usize> = if round % 2 == 0 {
-                (0..SETTINGS.len()).collect()
+                (0..runs.len()).collect()
             } else {
-                (0..SETTINGS.len()).rev().collect()
+                (0..runs.len()).rev().collect()
             };
-            for si in order {
+            for ri in order {
+                let (model, setting) = runs[ri];
                 let out = Command::new(&exe)
-                    .args(["--child", name, SETTINGS[si]])
+                    .args(["--child", name, setting, model])
                     .args(["--frames", &frames.to_string()])
                     .args(["--threshold", &threshold.to_string()])
                     .output()?;
@@ -207,34 +242,49 @@ fn main() -> Result<()> {
                     .find_map(|l| l.strip_prefix("RESULT "))
                     .ok_or_else(|| {
                         format!(
-                            "{name} {}: no result ({})",
-                            SETTINGS[si],
+                            "{name} {setting} {model}: no result ({})",
                             String::from_utf8_lossy(&out.stderr)
                         )
                     })?;
                 let v: Vec<f64> = line.split(' ').map(|x| x.parse().unwrap()).collect();
                 eprintln!(
-                    "[wall-eval] round {round} {name} {}: AP {:.3}, {:.1} ms, peak {:.0} MiB",
-                    SETTINGS[si], v[0], v[1], v[2]
+                    "[wall-eval] round {round} {name} {setting} {model}: AP {:.3}, {:.1} ms, peak {:.0} MiB",
+                    v[0], v[1], v[2]
                 );
-                results[wi][si].push(v);
+                results[wi][ri].push(v);
             }
         }
     }
+    let (ref_model, ref_setting) = runs[reference];
+    let model_column = models.len() > 1;
     println!(
-        "| wall | setting | AP@0.5 | ms/frame | time / native pass | peak memory (MiB) | above model loaded (MiB) | faces reported |"
+        "| wall |{} setting | AP@0.5 | ms/frame | time / {} | peak memory (MiB) | above model loaded (MiB) | faces reported |",
+        if model_column { " model |" } else { "" },
+        if model_column {
+            format!("`{}` {ref_setting}", file_name(ref_model))
+        } else {
+            "native pass".into()
+        }
     );
-    println!("|---|---|---:|---:|---:|---:|---:|---:|");
-    for (wi, (name, _, _)) in WALLS.iter().enumerate() {
-        for (si, setting) in SETTINGS.iter().enumerate() {
-            let r = &results[wi][si];
+    println!(
+        "|---|{}---|---:|---:|---:|---:|---:|---:|",
+        if model_column { "---|" } else { "" }
+    );
+    for (wi, (name, _, _)) in walls.iter().enumerate() {
+        for (ri, (model, setting)) in runs.iter().enumerate() {
+            let r = &results[wi][ri];
             let col = |k: usize| median(r.iter().map(|v| v[k]).collect());
-            // Per round against the native pass of the same round: drift cancels out.
-            let native = &results[wi][1];
-            let ratio = median(r.iter().zip(native).map(|(v, n)| v[1] / n[1]).collect());
+            // Per round against the reference run of the same round: drift cancels out.
+            let base = &results[wi][reference];
+            let ratio = median(r.iter().zip(base).map(|(v, n)| v[1] / n[1]).collect());
             println!(
-                "| {name} ({} faces) | `{setting}` | {:.3} | {:.1} | {:.2}× | {:.0} | {:.0} | {:.0} |",
+                "| {name} ({} faces) |{} `{setting}` | {:.3} | {:.1} | {:.2}× | {:.0} | {:.0} | {:.0} |",
                 counts[wi],
+                if model_column {
+                    format!(" `{}` |", file_name(model))
+                } else {
+                    String::new()
+                },
                 col(0),
                 col(1),
                 ratio,
@@ -245,4 +295,10 @@ fn main() -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn file_name(path: &str) -> String {
+    Path::new(path)
+        .file_name()
+        .map_or_else(|| path.to_string(), |n| n.to_string_lossy().into_owned())
 }

@@ -130,27 +130,29 @@ pub struct Truth {
     pub difficult: bool,
 }
 
+/// A photo of the wall: its file, its pixels at its own size and the faces on them.
+pub struct Photo {
+    pub path: std::path::PathBuf,
+    pub image: Rgb,
+    pub faces: Vec<Face>,
+}
+
 /// A `cols`×`rows` wall of [`CELL`]-sized cameras showing the photos in turn (aspect kept,
-/// centred on mid grey), with ground truth: `truth_of[photo]` (faces on the original photo at its
-/// own size) scaled and moved onto each cell.
-pub fn build_wall(
-    photos: &[(Rgb, Vec<Face>)],
-    media: &Path,
-    cols: usize,
-    rows: usize,
-) -> (Rgb, Vec<Truth>) {
+/// centred on mid grey), with ground truth: each photo's faces (on the original at its own
+/// size) scaled and moved onto each cell.
+pub fn build_wall(photos: &[Photo], cols: usize, rows: usize) -> (Rgb, Vec<Truth>) {
     let mut wall = Rgb::new(cols * CELL.0, rows * CELL.1, 128);
     let mut truth = Vec::new();
     let mut scaled: Vec<Option<Rgb>> = vec![None; photos.len()];
     for i in 0..cols * rows {
-        let (k, (original, faces)) = (i % photos.len(), &photos[i % photos.len()]);
+        let k = i % photos.len();
+        let (original, faces) = (&photos[k].image, &photos[k].faces);
         let s = (CELL.0 as f32 / original.width as f32).min(CELL.1 as f32 / original.height as f32);
         let (w, h) = (
             (original.width as f32 * s).round() as usize,
             (original.height as f32 * s).round() as usize,
         );
-        let small = scaled[k]
-            .get_or_insert_with(|| decode(&media.join(PHOTOS[k % PHOTOS.len()]), Some((w, h))));
+        let small = scaled[k].get_or_insert_with(|| decode(&photos[k].path, Some((w, h))));
         let (x, y) = (
             (i % cols) * CELL.0 + (CELL.0 - w) / 2,
             (i / cols) * CELL.1 + (CELL.1 - h) / 2,

@@ -10,64 +10,21 @@
 //! forgetting [--output DIR] [--iterations 30] [--batch 4] [--recipes issue,recommended,…]
 //! ```
 
+mod common;
+
 use std::path::PathBuf;
 
-use anyhow::Context;
+use common::{HELD_OUT, TRAIN, flag, photo, published_model, teacher_faces};
 use image::RgbImage;
 use retinaface_training::config::TrainConfig;
-use retinaface_training::data::{FaceAnnotation, Sample, write_label_file};
+use retinaface_training::data::{Sample, write_label_file};
 use retinaface_training::eval::{ImagePredictions, evaluate_simple};
 use retinaface_training::infer::{InferParams, detect};
 use retinaface_training::model::RetinaFace;
 use retinaface_training::onnx_io::import::import_onnx;
 use tch::Device;
 
-/// Photos fine-tuned on, and photos only evaluated on (no overlap).
-const TRAIN: [&str; 5] = [
-    "sample1.jpg",
-    "sample2.jpg",
-    "sample3.jpg",
-    "sample4.jpg",
-    "sample5.jpg",
-];
-const HELD_OUT: [&str; 6] = [
-    "sample6.jpg",
-    "test.jpg",
-    "test2.jpg",
-    "test3.jpg",
-    "test4.jpg",
-    "test5.jpg",
-];
 const SCALES: [(&str, f32); 3] = [("1×", 1.0), ("1/2", 0.5), ("1/3", 1.0 / 3.0)];
-/// Teacher detections at or above this score are labels.
-const LABEL_SCORE: f32 = 0.7;
-
-fn data_dir() -> PathBuf {
-    std::env::var_os("RETINAFACE_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/local/share/retinaface"))
-}
-
-fn photo(name: &str) -> anyhow::Result<RgbImage> {
-    let path = data_dir().join("media").join(name);
-    Ok(image::open(&path)
-        .with_context(|| format!("{}: run scripts/setup.sh", path.display()))?
-        .to_rgb8())
-}
-
-fn teacher_faces(net: &RetinaFace, image: &RgbImage) -> Vec<FaceAnnotation> {
-    let params = InferParams {
-        confidence_threshold: LABEL_SCORE,
-        ..Default::default()
-    };
-    detect(net, image, &params)
-        .iter()
-        .map(|f| FaceAnnotation {
-            bbox: f.bbox,
-            landmarks: Some(f.landmarks),
-        })
-        .collect()
-}
 
 /// Images of one scale and their ground-truth boxes `[x, y, w, h]`.
 type ScaledSet = (Vec<RgbImage>, Vec<Vec<[f32; 4]>>);
@@ -168,17 +125,12 @@ fn recipes() -> Vec<Recipe> {
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let value = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
+    let value = |name: &str| flag(&args, name);
     let output = PathBuf::from(value("--output").unwrap_or_else(|| "target/forgetting".into()));
     let iterations: usize = value("--iterations").map_or(Ok(30), |v| v.parse())?;
     let batch: usize = value("--batch").map_or(Ok(4), |v| v.parse())?;
     let chosen = value("--recipes");
-    let published = data_dir().join("models/retinaface-mv025.onnx");
+    let published = published_model();
     let teacher = import_onnx(&published, Device::Cpu)?;
 
     // The training set: the photos and the teacher's labels.

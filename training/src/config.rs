@@ -45,6 +45,11 @@ pub struct TrainConfig {
     /// Start from these weights: a published/exported `.onnx` (imported, BatchNorm folded) or a
     /// `.safetensors` model of this trainer.
     pub init: Option<PathBuf>,
+    /// Build this config's network (backbone, pyramid, widths, head) and take from `init` every
+    /// weight that has a place in it (pyramid levels matched by stride, equal shapes); the rest
+    /// starts from scratch. Off: `init`'s own architecture is trained. For growing a model, e.g.
+    /// a stride-4 level added to the published mv0.25.
+    pub init_partial: bool,
     /// Keep BatchNorm in inference mode (running statistics frozen, γ/β still learn). Off by
     /// default, also when fine-tuning: measured on the sample set, fine-tuning the published
     /// model at lr 1e-3 with batch statistics kept its AP at 1.0, while frozen statistics let
@@ -78,6 +83,10 @@ pub struct TrainConfig {
     pub min_sizes: Vec<Vec<f32>>,
     /// FPN/SSH width; unset: the backbone's reference width (64 for MobileNets, 256 for ResNets).
     pub neck_channels: Option<i64>,
+    /// FPN/SSH width per pyramid level, finest first (unset: `neck_channels` everywhere).
+    pub level_channels: Option<Vec<i64>>,
+    /// Levels of a smaller stride have no SSH context module (0 = SSH on every level).
+    pub ssh_min_stride: u32,
     /// Anchor aspect ratios (width / height) of every min size: `[1.0]` in RetinaFace.
     pub aspect_ratios: Vec<f32>,
     /// `ssh` (RetinaFace) or `retinanet` (shared four-convolution subnets, sigmoid score).
@@ -104,6 +113,7 @@ impl Default for TrainConfig {
             seed: 42,
             device: "auto".into(),
             init: None,
+            init_partial: false,
             freeze_batch_norm: false,
             freeze_backbone: false,
             distill: 0.0,
@@ -117,6 +127,8 @@ impl Default for TrainConfig {
             steps: PriorConfig::default().steps,
             min_sizes: PriorConfig::default().min_sizes,
             neck_channels: None,
+            level_channels: None,
+            ssh_min_stride: 0,
             aspect_ratios: PriorConfig::default().aspect_ratios,
             head: crate::model::HeadKind::Ssh,
         }
@@ -152,6 +164,8 @@ impl TrainConfig {
         let mut config = ModelConfig {
             backbone: self.backbone,
             neck_channels: self.neck_channels,
+            level_channels: self.level_channels.clone(),
+            ssh_min_stride: self.ssh_min_stride,
             head: self.head,
             ..Default::default()
         };

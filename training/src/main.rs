@@ -113,6 +113,10 @@ struct TrainArgs {
     /// Start from a .onnx (imported) or .safetensors model.
     #[arg(long)]
     init: Option<PathBuf>,
+    /// Train the configured network, taking from --init every weight that fits it (pyramid
+    /// levels matched by stride); without it --init's own architecture is trained.
+    #[arg(long)]
+    init_partial: bool,
     /// Keep BatchNorm statistics frozen while training.
     #[arg(long)]
     freeze_batch_norm: bool,
@@ -148,6 +152,12 @@ struct TrainArgs {
     /// FPN/SSH channels (default 64 for MobileNets, 256 for ResNets).
     #[arg(long)]
     neck_channels: Option<i64>,
+    /// FPN/SSH channels per level, finest first, comma separated (default: --neck-channels).
+    #[arg(long, value_delimiter = ',')]
+    level_channels: Option<Vec<i64>>,
+    /// Levels of a smaller stride get no SSH context module (default 0: every level has one).
+    #[arg(long)]
+    ssh_min_stride: Option<u32>,
     /// Anchor aspect ratios (width / height), comma separated (default 1).
     #[arg(long, value_delimiter = ',')]
     aspect_ratios: Option<Vec<f32>>,
@@ -186,6 +196,7 @@ impl TrainArgs {
             focal_gamma,
             steps,
             aspect_ratios,
+            ssh_min_stride,
             head
         );
         if let Some(sizes) = &self.min_sizes {
@@ -206,6 +217,12 @@ impl TrainArgs {
         }
         if self.freeze_backbone {
             c.freeze_backbone = true;
+        }
+        if self.init_partial {
+            c.init_partial = true;
+        }
+        if self.level_channels.is_some() {
+            c.level_channels = self.level_channels;
         }
         if let Some(w) = self.distill {
             c.distill = w;

@@ -47,28 +47,44 @@ pub struct TrainSummary {
     pub rows: Vec<MetricsRow>,
 }
 
+/// The `init` model as it is (its own architecture).
+pub fn load_init(path: &Path, device: Device) -> anyhow::Result<RetinaFace> {
+    if path.extension().is_some_and(|e| e == "onnx") {
+        crate::onnx_io::import::import_onnx(path, device)
+    } else {
+        RetinaFace::load(path, device)
+    }
+}
+
 /// The network a new run starts from.
 pub fn initial_network(config: &TrainConfig, device: Device) -> anyhow::Result<RetinaFace> {
-    let net = match &config.init {
-        None => {
-            let mut net = RetinaFace::new(config.model_config(), device)?;
-            // The focal loss, and the RetinaNet head designed with it, start from face prior π.
-            if config.cls_loss == ClsLoss::Focal || config.head == crate::model::HeadKind::RetinaNet
-            {
-                net.set_face_prior(FOCAL_FACE_PRIOR);
-            }
-            net
+    let scratch = || -> anyhow::Result<RetinaFace> {
+        let mut net = RetinaFace::new(config.model_config(), device)?;
+        // The focal loss, and the RetinaNet head designed with it, start from face prior π.
+        if config.cls_loss == ClsLoss::Focal || config.head == crate::model::HeadKind::RetinaNet {
+            net.set_face_prior(FOCAL_FACE_PRIOR);
         }
-        Some(path) if path.extension().is_some_and(|e| e == "onnx") => {
-            crate::onnx_io::import::import_onnx(path, device)?
-        }
-        Some(path) => RetinaFace::load(path, device)?,
+        Ok(net)
     };
-    if let Some(init) = config
-        .init
-        .as_ref()
-        .filter(|_| net.config.backbone != config.backbone)
-    {
+    let Some(init) = &config.init else {
+        return scratch();
+    };
+    let source = load_init(init, device)?;
+    if config.init_partial {
+        let mut net = scratch()?;
+        let report = crate::model::grow::copy_matching(&source, &mut net)?;
+        eprintln!(
+            "note: {} weights of {} taken from {} ({} of its weights have no place in the \
+             configured network); the others start from scratch",
+            report.copied,
+            report.copied + report.fresh.len(),
+            init.display(),
+            report.unused.len()
+        );
+        return Ok(net);
+    }
+    let net = source;
+    if net.config.backbone != config.backbone {
         eprintln!(
             "note: {} is a {} model; training that backbone (config said {})",
             init.display(),
@@ -77,22 +93,21 @@ pub fn initial_network(config: &TrainConfig, device: Device) -> anyhow::Result<R
         );
     }
     let wanted = config.model_config();
-    if let Some(init) = config.init.as_ref().filter(|_| {
-        net.config.contract.priors.steps != wanted.contract.priors.steps
-            || net.config.contract.priors.min_sizes != wanted.contract.priors.min_sizes
-            || net.config.contract.priors.aspect_ratios != wanted.contract.priors.aspect_ratios
-            || net.config.neck_width() != wanted.neck_width()
-            || net.config.head != wanted.head
-    }) {
+    if net.config.contract.priors.steps != wanted.contract.priors.steps
+        || net.config.contract.priors.min_sizes != wanted.contract.priors.min_sizes
+        || net.config.contract.priors.aspect_ratios != wanted.contract.priors.aspect_ratios
+        || net.config.level_widths() != wanted.level_widths()
+        || net.config.head != wanted.head
+    {
         eprintln!(
-            "note: {} has pyramid steps {:?}, min sizes {:?}, aspect ratios {:?}, {} neck \
-             channels and the {} head; training that network (the config's architecture applies \
-             to runs from scratch)",
+            "note: {} has pyramid steps {:?}, min sizes {:?}, aspect ratios {:?}, level widths \
+             {:?} and the {} head; training that network (the config's architecture applies \
+             to runs from scratch, or with init_partial)",
             init.display(),
             net.config.contract.priors.steps,
             net.config.contract.priors.min_sizes,
             net.config.contract.priors.aspect_ratios,
-            net.config.neck_width(),
+            net.config.level_widths(),
             net.config.head.name()
         );
     }
@@ -246,7 +261,20 @@ fn run(config: TrainConfig, resume: bool) -> anyhow::Result<TrainSummary> {
     if config.distill > 0.0 {
         // The starting model, loaded afresh and never updated: the teacher. (Checked: `init`
         // is set.) BatchNorm statistics of imported models are exact as imported.
-        let teacher = initial_network(&config, device)?;
+        let init = config.init.as_ref().context("distill needs init")?;
+        let teacher = load_init(init, device)?;
+        if teacher.config.contract.priors != contract.priors {
+            bail!(
+                "distill: the student's priors (steps {:?}, min sizes {:?}) differ from the \
+                 teacher's {} (steps {:?}, min sizes {:?}); distillation compares them prior by \
+                 prior, so the pyramids must match (drop distill, or init_partial)",
+                contract.priors.steps,
+                contract.priors.min_sizes,
+                init.display(),
+                teacher.config.contract.priors.steps,
+                teacher.config.contract.priors.min_sizes
+            );
+        }
         criterion = criterion.with_teacher(teacher, config.distill);
     }
     let mut iteration = start.iteration;

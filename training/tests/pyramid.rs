@@ -49,6 +49,23 @@ fn retinanet() -> ModelConfig {
     config
 }
 
+/// The SRN head (AInnoFace's selective refinement) on the reference mv0.25 pyramid.
+fn srn() -> ModelConfig {
+    let mut config = pyramid(BackboneKind::MobileNet025, &[8, 16, 32], None);
+    config.head = HeadKind::Srn;
+    config
+}
+
+/// The small-face layout (training/configs/mobilenet0.25-p2-small-faces.toml): a 16-channel
+/// stride-4 level without SSH, one anchor per cell there, below the published three.
+fn small_faces() -> ModelConfig {
+    let mut config = pyramid(BackboneKind::MobileNet025, &[4, 8, 16, 32], None);
+    config.level_channels = Some(vec![16, 64, 64, 64]);
+    config.ssh_min_stride = 8;
+    config.contract.priors.min_sizes[0] = vec![10.0];
+    config
+}
+
 /// The network of `config` with settled BatchNorm statistics.
 fn network(config: ModelConfig) -> RetinaFace {
     let net = RetinaFace::new(config, Device::Cpu).unwrap();
@@ -80,6 +97,8 @@ fn pyramid_variants_export_and_match_onnx_runtime() {
         pyramid(BackboneKind::MobileNetV2, &[4, 8, 16, 32], Some(32)),
         pyramid(BackboneKind::ResNet18, &[16, 32, 64], Some(128)),
         retinanet(),
+        srn(),
+        small_faces(),
     ] {
         tch::manual_seed(5);
         let (backbone, steps) = (config.backbone, config.contract.priors.steps.clone());
@@ -119,6 +138,8 @@ fn pyramid_variants_export_and_match_onnx_runtime() {
         let again = import_onnx(&path, Device::Cpu).unwrap();
         assert_eq!(again.config.contract.priors, net.config.contract.priors);
         assert_eq!(again.config.neck_width(), net.config.neck_width());
+        assert_eq!(again.config.level_widths(), net.config.level_widths());
+        assert_eq!(again.config.ssh_min_stride, net.config.ssh_min_stride);
         assert_eq!(again.config.backbone, backbone);
         assert_eq!(again.config.head, net.config.head);
         assert_eq!(again.parameter_count(), net.parameter_count());
@@ -143,6 +164,18 @@ fn retinanet_head_runs_in_the_plugin_detector() {
     // Away from the 0.01 prior, so that scores spread and the 20 best are well apart.
     net.set_face_prior(0.5);
     plugin_finds_what_the_trainer_finds(&net);
+}
+
+#[test]
+fn srn_head_runs_in_the_plugin_detector() {
+    tch::manual_seed(9);
+    plugin_finds_what_the_trainer_finds(&network(srn()));
+}
+
+#[test]
+fn small_face_layout_runs_in_the_plugin_detector() {
+    tch::manual_seed(9);
+    plugin_finds_what_the_trainer_finds(&network(small_faces()));
 }
 
 /// Exports `net` and runs it through the plugin's detector core on a photo at native size: the

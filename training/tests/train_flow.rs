@@ -684,3 +684,64 @@ fn retinanet_config_file_trains_exports_and_detects_in_the_plugin() {
     let faces = plugin_faces(&onnx, &png, &dir.path().join("faces.jsonl"));
     assert!(faces.len() <= 500, "{}", faces.len());
 }
+
+#[test]
+fn srn_and_small_face_configs_train_export_and_run_in_the_plugin() {
+    let dir = tempfile::tempdir().unwrap();
+    let labels = make_dataset(&dir.path().join("set"), 480);
+    let image = photo("sample1.jpg", 320);
+    let png = dir.path().join("probe.png");
+    image.save(&png).unwrap();
+    let configs = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+    let published = published_model();
+    for (name, extra) in [
+        ("mobilenet0.25-srn", vec![]),
+        // As a user grows the published model: its three levels kept, the stride-4 one new.
+        (
+            "mobilenet0.25-p2-small-faces",
+            vec!["--init", path(&published)],
+        ),
+    ] {
+        let run = dir.path().join(name);
+        let config = configs.join(format!("{name}.toml"));
+        let mut args = vec!["--config", path(&config)];
+        args.extend(extra);
+        quick_train(&labels, &run, &args);
+        let loss = loss_column(&run.join("metrics.csv"));
+        assert!(loss.iter().all(|l| l.is_finite()), "{name}: {loss:?}");
+        let onnx = dir.path().join(format!("{name}.onnx"));
+        run_trainer(&[
+            "export",
+            "--model",
+            path(&run.join("model.safetensors")),
+            "--output",
+            path(&onnx),
+        ]);
+        let faces = plugin_faces(&onnx, &png, &dir.path().join(format!("{name}.jsonl")));
+        assert!(faces.len() <= 500, "{name}: {}", faces.len());
+        if name.contains("small-faces") {
+            // Two iterations at lr 1e-3 on the frozen published backbone leave the published
+            // levels as they were: every face the published model finds is still found.
+            let published_faces = plugin_faces(&published, &png, &dir.path().join("pub.jsonl"));
+            assert!(!published_faces.is_empty());
+            let corners = |f: &serde_json::Value| {
+                let v = |k: &str| f[k].as_f64().unwrap() as f32;
+                [v("x"), v("y"), v("x") + v("width"), v("y") + v("height")]
+            };
+            for want in &published_faces {
+                let w = corners(want);
+                assert!(
+                    faces.iter().any(|f| iou(corners(f), w) > 0.7),
+                    "{name}: the published model's face {w:?} is lost: {faces:?}"
+                );
+            }
+        }
+    }
+}
+
+fn iou(a: [f32; 4], b: [f32; 4]) -> f32 {
+    let w = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
+    let h = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
+    let area = |r: [f32; 4]| (r[2] - r[0]) * (r[3] - r[1]);
+    w * h / (area(a) + area(b) - w * h)
+}

@@ -57,6 +57,7 @@ mod tests {
             loc: Tensor::from_slice(&[loc, 0.0, 0.0, 0.0]).view([1, 1, 4]),
             conf: Tensor::from_slice(&[0.0, face_logit]).view([1, 1, 2]),
             landmarks: Tensor::zeros([1, 1, 10], tch::kind::FLOAT_CPU),
+            first_stage: None,
         }
     }
 

@@ -10,7 +10,7 @@ use tch::{Kind, Tensor};
 /// Largest `w·exp(·)` growth a predicted offset may decode to (`ln(1000/16)`, torchvision's
 /// clamp): an untrained head can emit offsets whose exponential overflows, and IoU of an
 /// infinite box has no useful gradient.
-const MAX_LOG_SCALE: f64 = 4.135_166_556_742_356;
+pub const MAX_LOG_SCALE: f64 = 4.135_166_556_742_356;
 
 /// `[K, 4]` corner boxes decoded from offsets `loc [K, 4]` and priors `[K, 4]` (cx, cy, w, h).
 pub fn decode(loc: &Tensor, priors: &Tensor, variances: [f32; 2]) -> Tensor {
@@ -57,7 +57,8 @@ pub fn overlap_loss(pred: &Tensor, target: &Tensor, kind: Overlap) -> Tensor {
 }
 
 /// Summed overlap loss of the positive priors: predicted offsets `loc [N, P, 4]` and target
-/// offsets `loc_t` decoded against `priors [P, 4]`, only where `positive [N, P]`.
+/// offsets `loc_t` decoded against `priors [P, 4]` (or per image `[N, P, 4]`: SRN's refined
+/// anchors), only where `positive [N, P]`.
 pub fn overlap_loss_sum(
     loc: &Tensor,
     loc_t: &Tensor,
@@ -71,8 +72,12 @@ pub fn overlap_loss_sum(
         return loc.sum(Kind::Float) * 0.0;
     }
     let (image, prior) = (index.select(1, 0), index.select(1, 1));
-    let priors = priors.to_kind(Kind::Float).index_select(0, &prior);
     let pick = |t: &Tensor| t.index(&[Some(&image), Some(&prior)]);
+    let priors = if priors.dim() == 3 {
+        pick(&priors.to_kind(Kind::Float))
+    } else {
+        priors.to_kind(Kind::Float).index_select(0, &prior)
+    };
     let pred = decode(&pick(loc), &priors, variances);
     let target = decode(&pick(loc_t), &priors, variances);
     overlap_loss(&pred, &target, kind).sum(Kind::Float)

@@ -9,6 +9,7 @@
 pub mod distill;
 pub mod focal;
 pub mod iou;
+pub mod srn;
 
 use retinaface::contract::PriorConfig;
 use serde::{Deserialize, Serialize};
@@ -127,19 +128,18 @@ impl Criterion {
         out: &crate::model::Outputs<Tensor>,
         batch: &crate::device_batch::DeviceBatch,
     ) -> LossTerms {
-        let mut terms = multibox_loss(
-            &out.loc,
-            &out.conf,
-            &out.landmarks,
-            &Targets {
-                loc: &batch.loc,
-                landmarks: &batch.landmarks,
-                labels: &batch.labels,
-                priors: &self.priors,
-                variances: self.variances,
-            },
-            &self.config,
-        );
+        let targets = Targets {
+            loc: &batch.loc,
+            landmarks: &batch.landmarks,
+            labels: &batch.labels,
+            priors: &self.priors,
+            variances: self.variances,
+            ignore: None,
+        };
+        let mut terms = match &out.first_stage {
+            Some(first) => srn::srn_loss(out, first, &targets, &self.config),
+            None => multibox_loss(&out.loc, &out.conf, &out.landmarks, &targets, &self.config),
+        };
         if let Some((teacher, weight)) = &self.teacher {
             let guide = tch::no_grad(|| teacher.forward_train(&batch.images, false));
             let extra = distill::distillation(out, &guide) * *weight;
@@ -158,6 +158,8 @@ pub struct Targets<'a> {
     pub labels: &'a Tensor,
     pub priors: &'a Tensor,
     pub variances: [f32; 2],
+    /// Priors left out of the classification term (`[N, P]` bool): SRN's first-stage filter.
+    pub ignore: Option<&'a Tensor>,
 }
 
 /// Which priors the classification term uses: every positive plus, per image, the
@@ -226,23 +228,32 @@ pub fn multibox_loss(
     };
     let box_loss = box_sum / &n_pos;
 
-    // Classes: face for matched priors, background otherwise.
+    // Classes: face for matched priors, background otherwise; ignored priors count for neither
+    // (not among the positives of the classifier, never mined as negatives).
+    let considered = targets
+        .ignore
+        .map(|ignore| ignore.logical_not())
+        .unwrap_or_else(|| positive.ones_like());
+    let class_positive = positive.logical_and(&considered);
     let class_sum = match config.cls {
         ClsLoss::CeOhem => {
-            let per_prior = class_cross_entropy(conf, &positive);
-            let used = hard_negative_mask(
-                &per_prior.detach(),
-                &positive,
-                config.negatives_per_positive,
-            );
+            let per_prior = class_cross_entropy(conf, &class_positive);
+            let mining = per_prior
+                .detach()
+                .masked_fill(&considered.logical_not(), 0.0);
+            let used = hard_negative_mask(&mining, &class_positive, config.negatives_per_positive)
+                .logical_and(&considered);
             per_prior.masked_select(&used).sum(Kind::Float)
         }
-        ClsLoss::Focal => focal::focal_loss_sum(
-            &focal::face_logit(conf),
-            &positive,
-            config.focal_alpha,
-            config.focal_gamma,
-        ),
+        ClsLoss::Focal => {
+            let logit = focal::face_logit(conf);
+            focal::focal_loss_sum(
+                &logit.masked_select(&considered),
+                &class_positive.masked_select(&considered),
+                config.focal_alpha,
+                config.focal_gamma,
+            )
+        }
     };
     let class_loss = class_sum / &n_pos;
 
@@ -319,6 +330,7 @@ mod tests {
             labels: &labels,
             priors: &priors,
             variances: [0.1, 0.2],
+            ignore: None,
         };
         multibox_loss(&loc, conf, &landm, &targets, config)
     }

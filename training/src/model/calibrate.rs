@@ -80,6 +80,16 @@ impl Ops for RecordingOps {
     fn sigmoid_pair(&mut self, x: &Tensor) -> Tensor {
         self.inner.sigmoid_pair(x)
     }
+    fn srn_refine(
+        &mut self,
+        first: &super::srn::FirstStage<Tensor>,
+        second: &super::Outputs<Tensor>,
+        size_variance: f32,
+        min_face: f32,
+    ) -> super::Outputs<Tensor> {
+        self.inner
+            .srn_refine(first, second, size_variance, min_face)
+    }
 }
 
 /// Measures the statistics on `inputs` (NCHW network inputs) and rewrites every BatchNorm as

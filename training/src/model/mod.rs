@@ -3,11 +3,13 @@
 
 pub mod backbone;
 pub mod calibrate;
+pub mod grow;
 pub mod layers;
 pub mod mobilenetv2;
 pub mod neck;
 pub mod resnet;
 pub mod retinanet;
+pub mod srn;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -24,6 +26,7 @@ pub use layers::{ConvUnit, Ops, TensorOps};
 use neck::{Fpn, Ssh};
 pub use retinanet::HeadKind;
 use retinanet::RetinaNetHead;
+use srn::SrnFirstStage;
 
 /// What a checkpoint needs besides its weights: the architecture and the model contract
 /// (input layout and priors) that the exported ONNX will carry.
@@ -37,6 +40,15 @@ pub struct ModelConfig {
     /// FPN/SSH width; `None`: the backbone's reference width
     /// ([`BackboneKind::neck_channels`]).
     pub neck_channels: Option<i64>,
+    /// FPN/SSH width of each pyramid level (finest first); `None`: [`Self::neck_width`] at
+    /// every level. A narrow stride-4 level keeps its cost small (it has 4× the cells of the
+    /// stride-8 level).
+    pub level_channels: Option<Vec<i64>>,
+    /// Levels of a smaller stride have no SSH context module (the heads read the FPN level):
+    /// 0 = SSH everywhere (reference). At stride 4 the SSH costs far more than its share of
+    /// the multiply-adds (the convolutions are memory-bound at 4× the cells), and the FPN's
+    /// 3×3 merge plus the upsampled stride-8 level give small faces their context.
+    pub ssh_min_stride: u32,
     pub head: HeadKind,
 }
 
@@ -46,6 +58,13 @@ pub const HEAD_KEY: &str = "retinaface.head";
 /// Metadata key (trainer-only, like `retinaface.backbone`) under which exports record a
 /// non-default FPN/SSH width, so that `import` rebuilds the same network.
 pub const NECK_CHANNELS_KEY: &str = "retinaface.neck_channels";
+
+/// Metadata key (trainer-only) under which exports record per-level widths
+/// ([`ModelConfig::level_channels`]), comma separated.
+pub const LEVEL_CHANNELS_KEY: &str = "retinaface.level_channels";
+
+/// Metadata key (trainer-only) recording a non-zero [`ModelConfig::ssh_min_stride`].
+pub const SSH_MIN_STRIDE_KEY: &str = "retinaface.ssh_min_stride";
 
 /// The extra pyramid level above the backbone's coarsest (stride 32) map.
 pub const EXTRA_STRIDE: u32 = 64;
@@ -60,8 +79,16 @@ struct StoredConfig {
     folded_batch_norm: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     neck_channels: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    level_channels: Option<Vec<i64>>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    ssh_min_stride: u32,
     #[serde(default)]
     head: HeadKind,
+}
+
+fn is_zero(v: &u32) -> bool {
+    *v == 0
 }
 
 impl ModelConfig {
@@ -69,6 +96,13 @@ impl ModelConfig {
     pub fn neck_width(&self) -> i64 {
         self.neck_channels
             .unwrap_or_else(|| self.backbone.neck_channels())
+    }
+
+    /// FPN/SSH width of every pyramid level, finest first.
+    pub fn level_widths(&self) -> Vec<i64> {
+        self.level_channels
+            .clone()
+            .unwrap_or_else(|| vec![self.neck_width(); self.contract.priors.steps.len()])
     }
 
     /// The pyramid levels (prior steps) must be consecutive strides (each twice the previous)
@@ -128,6 +162,28 @@ impl ModelConfig {
                  quarters; use a multiple of 4, at least 8"
             );
         }
+        if let Some(widths) = &self.level_channels {
+            if widths.len() != p.steps.len() {
+                bail!(
+                    "level_channels {widths:?}: give one width per pyramid level ({} levels: \
+                     steps {:?})",
+                    p.steps.len(),
+                    p.steps
+                );
+            }
+            if let Some(w) = widths.iter().find(|&&w| w < 8 || w % 4 != 0) {
+                bail!(
+                    "level_channels {widths:?}: width {w}: the SSH module splits a level's width \
+                     in a half and two quarters; use multiples of 4, at least 8"
+                );
+            }
+            if self.head == HeadKind::RetinaNet && widths.windows(2).any(|w| w[0] != w[1]) {
+                bail!(
+                    "level_channels {widths:?}: the retinanet head shares its weights across \
+                     levels, so every level needs the same width"
+                );
+            }
+        }
         Ok(())
     }
 
@@ -154,6 +210,8 @@ impl ModelConfig {
                 .collect(),
             folded_batch_norm: self.folded_batch_norm,
             neck_channels: self.neck_channels,
+            level_channels: self.level_channels.clone(),
+            ssh_min_stride: self.ssh_min_stride,
             head: self.head,
         };
         serde_json::to_value(stored).expect("plain data serialises")
@@ -167,6 +225,8 @@ impl ModelConfig {
             contract,
             folded_batch_norm: stored.folded_batch_norm,
             neck_channels: stored.neck_channels,
+            level_channels: stored.level_channels,
+            ssh_min_stride: stored.ssh_min_stride,
             head: stored.head,
         })
     }
@@ -179,6 +239,8 @@ pub struct Outputs<T> {
     pub loc: T,
     pub conf: T,
     pub landmarks: T,
+    /// The SRN head's first stage, in training (inference folds it into the three outputs).
+    pub first_stage: Option<srn::FirstStage<T>>,
 }
 
 /// A RetinaFace network with its variables.
@@ -192,12 +254,15 @@ pub struct RetinaFace {
     /// the pyramid has one. It enters the FPN like a backbone level.
     extra: Option<ConvUnit>,
     fpn: Fpn,
-    ssh: Vec<Ssh>,
+    /// Per level: its SSH module, or `None` below [`ModelConfig::ssh_min_stride`].
+    ssh: Vec<Option<Ssh>>,
     class_head: Vec<ConvUnit>,
     bbox_head: Vec<ConvUnit>,
     landmark_head: Vec<ConvUnit>,
     /// The shared subnets of [`HeadKind::RetinaNet`] (then `ssh` and the `*_head`s are empty).
     retinanet: Option<RetinaNetHead>,
+    /// The first stage of [`HeadKind::Srn`].
+    srn: Option<SrnFirstStage>,
     /// Training keeps the backbone fixed (weights and BatchNorm statistics): set by `train`
     /// from `freeze_backbone`; the optimizer leaves [`BackboneKind::all_var_prefixes`] alone.
     pub freeze_backbone: bool,
@@ -209,21 +274,21 @@ impl RetinaFace {
         let vs = nn::VarStore::new(device);
         let root = vs.root();
         let kind = config.backbone;
-        let width = config.neck_width();
+        let widths = config.level_widths();
         let steps = config.contract.priors.steps.clone();
         let levels = steps.len();
         let anchors = |level: usize| config.contract.priors.anchors_per_cell(level) as i64;
         // Per-level SSH heads (RetinaFace) or the shared RetinaNet subnets.
-        let ssh_levels = if config.head == HeadKind::Ssh {
-            levels
-        } else {
+        let ssh_levels = if config.head == HeadKind::RetinaNet {
             0
+        } else {
+            levels
         };
         let head = |name: &str, level: usize, per_anchor: i64| {
             ConvUnit::new(
                 &root,
                 &format!("{name}.{level}"),
-                width,
+                widths[level],
                 anchors(level) * per_anchor,
                 ConvSpec::head(),
             )
@@ -231,19 +296,23 @@ impl RetinaFace {
         let c32 = kind
             .level_channels(32)
             .expect("every backbone has stride 32");
+        // The extra level is the last one (validated).
+        let extra_width = *widths.last().expect("validated: at least one level");
+        // One activation for the whole neck, from its reference width, whatever a level's width.
+        let neck_act = layers::Act::for_width(config.neck_width());
         let extra = steps.contains(&EXTRA_STRIDE).then(|| {
             ConvUnit::new(
                 &root,
                 "fpn.extra",
                 c32,
-                width,
-                ConvSpec::bn(3, 2, layers::Act::for_width(width)),
+                extra_width,
+                ConvSpec::bn(3, 2, neck_act),
             )
         });
         let in_channels: Vec<i64> = steps
             .iter()
             .map(|&s| match s {
-                EXTRA_STRIDE => width,
+                EXTRA_STRIDE => extra_width,
                 s => kind.level_channels(s).expect("validated stride"),
             })
             .collect();
@@ -251,9 +320,12 @@ impl RetinaFace {
             backbone: Backbone::new(&root, kind),
             backbone_strides: config.backbone_strides(),
             extra,
-            fpn: Fpn::new(&root, &in_channels, width),
+            fpn: Fpn::new(&root, &in_channels, &widths, neck_act),
             ssh: (0..ssh_levels)
-                .map(|i| Ssh::new(&root, &format!("ssh{}", i + 1), width))
+                .map(|i| {
+                    (steps[i] >= config.ssh_min_stride)
+                        .then(|| Ssh::new(&root, &format!("ssh{}", i + 1), widths[i], neck_act))
+                })
                 .collect(),
             class_head: (0..ssh_levels).map(|l| head("class_head", l, 2)).collect(),
             bbox_head: (0..ssh_levels).map(|l| head("bbox_head", l, 4)).collect(),
@@ -261,7 +333,11 @@ impl RetinaFace {
                 .map(|l| head("landmark_head", l, 10))
                 .collect(),
             retinanet: (config.head == HeadKind::RetinaNet)
-                .then(|| RetinaNetHead::new(&root, width, anchors(0))),
+                .then(|| RetinaNetHead::new(&root, widths[0], anchors(0))),
+            srn: (config.head == HeadKind::Srn).then(|| {
+                let per_cell: Vec<i64> = (0..levels).map(anchors).collect();
+                SrnFirstStage::new(&root, &in_channels, &per_cell)
+            }),
             freeze_backbone: false,
             config,
             vs,
@@ -279,6 +355,7 @@ impl RetinaFace {
             let p6 = ops.conv(features.last().expect("the stride-32 map"), extra);
             features.push(p6);
         }
+        let first_stage = self.srn.as_ref().map(|s| s.forward(ops, &features));
         let pyramid = self.fpn.forward(ops, &features);
         if let Some(head) = &self.retinanet {
             let (mut loc, mut logit, mut landmarks) = (Vec::new(), Vec::new(), Vec::new());
@@ -301,12 +378,18 @@ impl RetinaFace {
                 loc,
                 conf,
                 landmarks,
+                first_stage: None,
             };
         }
-        let levels: Vec<O::T> = pyramid
+        let with_context: Vec<Option<O::T>> = pyramid
             .iter()
             .zip(&self.ssh)
-            .map(|(f, ssh)| ssh.forward(ops, f))
+            .map(|(f, ssh)| ssh.as_ref().map(|ssh| ssh.forward(ops, f)))
+            .collect();
+        let levels: Vec<&O::T> = with_context
+            .iter()
+            .zip(&pyramid)
+            .map(|(c, f)| c.as_ref().unwrap_or(f))
             .collect();
         let mut heads = |units: &[ConvUnit], per_anchor: i64| {
             let parts: Vec<O::T> = levels
@@ -320,10 +403,24 @@ impl RetinaFace {
         let conf = heads(&self.class_head, 2);
         let landmarks = heads(&self.landmark_head, 10);
         let conf = if softmax { ops.softmax(&conf) } else { conf };
-        Outputs {
+        let second = Outputs {
             loc,
             conf,
             landmarks,
+            first_stage: None,
+        };
+        match first_stage {
+            None => second,
+            Some(first) if softmax => ops.srn_refine(
+                &first,
+                &second,
+                self.config.contract.priors.variances[1],
+                srn::FILTER_FACE_PROBABILITY,
+            ),
+            Some(first) => Outputs {
+                first_stage: Some(first),
+                ..second
+            },
         }
     }
 
@@ -349,7 +446,7 @@ impl RetinaFace {
             .chain(self.extra.as_ref())
             .chain(self.fpn.units())
             .collect();
-        units.extend(self.ssh.iter().flat_map(|s| s.units()));
+        units.extend(self.ssh.iter().flatten().flat_map(|s| s.units()));
         units.extend(
             self.class_head
                 .iter()
@@ -357,6 +454,7 @@ impl RetinaFace {
                 .chain(&self.landmark_head),
         );
         units.extend(self.retinanet.iter().flat_map(RetinaNetHead::units));
+        units.extend(self.srn.iter().flat_map(SrnFirstStage::units));
         units
     }
 
@@ -367,7 +465,7 @@ impl RetinaFace {
             .chain(self.extra.as_mut())
             .chain(self.fpn.units_mut())
             .collect();
-        units.extend(self.ssh.iter_mut().flat_map(|s| s.units_mut()));
+        units.extend(self.ssh.iter_mut().flatten().flat_map(|s| s.units_mut()));
         units.extend(
             self.class_head
                 .iter_mut()
@@ -375,6 +473,7 @@ impl RetinaFace {
                 .chain(&mut self.landmark_head),
         );
         units.extend(self.retinanet.iter_mut().flat_map(RetinaNetHead::units_mut));
+        units.extend(self.srn.iter_mut().flat_map(SrnFirstStage::units_mut));
         units
     }
 
@@ -422,6 +521,9 @@ impl RetinaFace {
         if let Some(head) = self.retinanet.as_mut() {
             head.set_face_prior(p);
             return;
+        }
+        if let Some(first) = self.srn.as_mut() {
+            first.set_face_prior(p);
         }
         let logit = (p / (1.0 - p)).ln();
         tch::no_grad(|| {
@@ -665,6 +767,99 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("aspect ratios")
+        );
+    }
+
+    #[test]
+    fn srn_inference_decodes_the_second_stage_from_the_refined_anchors() {
+        use retinaface::decode::{decode_box, decode_landmarks};
+        tch::manual_seed(3);
+        let mut config = ModelConfig {
+            head: HeadKind::Srn,
+            ..Default::default()
+        };
+        config.contract.priors.steps = vec![8, 16, 32];
+        let v = config.contract.priors.variances;
+        let mut net = RetinaFace::new(config, Device::Cpu).unwrap();
+        // First-stage scores around the filter threshold, so that both branches are checked.
+        net.srn.as_mut().unwrap().set_face_prior(0.01);
+        let x = Tensor::rand([1, 3, 64, 96], tch::kind::FLOAT_CPU) * 4.0;
+        // The raw outputs of both stages (BatchNorm on running statistics, as in inference).
+        let raw = tch::no_grad(|| net.forward(&mut TensorOps::default(), &x, false));
+        let first = raw
+            .first_stage
+            .as_ref()
+            .expect("the srn head trains two stages");
+        let out = net.infer(&x);
+        assert!(out.first_stage.is_none());
+        let rows = |t: &Tensor, k: usize| -> Vec<Vec<f32>> {
+            Vec::<f32>::try_from(t.flatten(0, -1))
+                .unwrap()
+                .chunks(k)
+                .map(<[f32]>::to_vec)
+                .collect()
+        };
+        let (l1, z1) = (rows(&first.loc, 4), rows(&first.logit, 1));
+        let (l2, c2, m2) = (
+            rows(&raw.loc, 4),
+            rows(&raw.conf, 2),
+            rows(&raw.landmarks, 10),
+        );
+        let (loc, conf, marks) = (
+            rows(&out.loc, 4),
+            rows(&out.conf, 2),
+            rows(&out.landmarks, 10),
+        );
+        let priors = retinaface::priors::generate(&net.config.contract.priors, 64, 96);
+        assert_eq!(priors.len(), loc.len());
+        let (mut kept, mut filtered) = (0, 0);
+        for (i, prior) in priors.iter().enumerate() {
+            // Two steps by the core crate's decoder: the refined anchor, then the second stage.
+            let r = decode_box(&l1[i], prior, v);
+            let refined = retinaface::priors::Prior {
+                cx: (r[0] + r[2]) / 2.0,
+                cy: (r[1] + r[3]) / 2.0,
+                w: r[2] - r[0],
+                h: r[3] - r[1],
+            };
+            let want = decode_box(&l2[i], &refined, v);
+            let got = decode_box(&loc[i], prior, v);
+            for k in 0..4 {
+                assert!(
+                    (want[k] - got[k]).abs() < 1e-4,
+                    "prior {i}: {got:?} vs {want:?}"
+                );
+            }
+            let want = decode_landmarks(&m2[i], &refined, v);
+            let got = decode_landmarks(&marks[i], prior, v);
+            for k in 0..5 {
+                for d in 0..2 {
+                    assert!(
+                        (want[k][d] - got[k][d]).abs() < 1e-4,
+                        "prior {i} landmark {k}"
+                    );
+                }
+            }
+            // The face probability: the second stage's, unless the first filters the anchor.
+            let p2 = 1.0 / (1.0 + (c2[i][0] - c2[i][1]).exp());
+            let p1 = 1.0 / (1.0 + (-z1[i][0]).exp());
+            let want = if p1 >= srn::FILTER_FACE_PROBABILITY {
+                kept += 1;
+                p2
+            } else {
+                filtered += 1;
+                0.0
+            };
+            assert!(
+                (conf[i][1] - want).abs() < 1e-5,
+                "prior {i}: {} vs {want}",
+                conf[i][1]
+            );
+            assert!((conf[i][0] + conf[i][1] - 1.0).abs() < 1e-6);
+        }
+        assert!(
+            kept > 10 && filtered > 10,
+            "kept {kept}, filtered {filtered}"
         );
     }
 }

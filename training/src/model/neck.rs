@@ -8,39 +8,39 @@ use super::layers::{Act, ConvSpec, ConvUnit, Ops};
 /// Feature pyramid: 1×1 lateral convolutions `output1..N` (finest first), nearest upsampling of
 /// the coarser level, addition, and 3×3 `merge1..N−1` smoothing. With the reference three levels
 /// the names and the computation are those of the published RetinaFace.
+///
+/// Levels may differ in width (`level_channels`): where a level is narrower than the one above
+/// it, a 1×1 `reduce<i>` brings the coarser level to its width before the upsampling (at the
+/// coarse resolution, where it is 4× cheaper).
 pub struct Fpn {
     outputs: Vec<ConvUnit>,
     /// `merges[i]` smooths level `i` after the coarser level was added; the coarsest has none.
     merges: Vec<ConvUnit>,
+    /// `reduces[i]`: the coarser level's width → level `i`'s, where they differ.
+    reduces: Vec<Option<ConvUnit>>,
 }
 
 impl Fpn {
-    pub fn new(root: &nn::Path, in_channels: &[i64], out: i64) -> Self {
-        let act = Act::for_width(out);
+    /// `widths`: each level's output width, finest first; `act`: the neck's activation.
+    pub fn new(root: &nn::Path, in_channels: &[i64], widths: &[i64], act: Act) -> Self {
         let levels = in_channels.len();
+        let unit = |name: String, cin, cout, kernel| {
+            ConvUnit::new(root, &name, cin, cout, ConvSpec::bn(kernel, 1, act))
+        };
         Self {
             outputs: in_channels
                 .iter()
+                .zip(widths)
                 .enumerate()
-                .map(|(i, &c)| {
-                    ConvUnit::new(
-                        root,
-                        &format!("fpn.output{}", i + 1),
-                        c,
-                        out,
-                        ConvSpec::bn(1, 1, act),
-                    )
-                })
+                .map(|(i, (&c, &w))| unit(format!("fpn.output{}", i + 1), c, w, 1))
                 .collect(),
             merges: (0..levels.saturating_sub(1))
+                .map(|i| unit(format!("fpn.merge{}", i + 1), widths[i], widths[i], 3))
+                .collect(),
+            reduces: (0..levels.saturating_sub(1))
                 .map(|i| {
-                    ConvUnit::new(
-                        root,
-                        &format!("fpn.merge{}", i + 1),
-                        out,
-                        out,
-                        ConvSpec::bn(3, 1, act),
-                    )
+                    (widths[i] != widths[i + 1])
+                        .then(|| unit(format!("fpn.reduce{}", i + 1), widths[i + 1], widths[i], 1))
                 })
                 .collect(),
         }
@@ -54,20 +54,33 @@ impl Fpn {
             .collect();
         // Top-down: each level gets the (already merged) coarser one added, then smoothed.
         for i in (0..self.merges.len()).rev() {
-            let up = ops.upsample_to(&laterals[i + 1], &laterals[i]);
+            let up = match &self.reduces[i] {
+                Some(reduce) => {
+                    let narrow = ops.conv(&laterals[i + 1], reduce);
+                    ops.upsample_to(&narrow, &laterals[i])
+                }
+                None => ops.upsample_to(&laterals[i + 1], &laterals[i]),
+            };
             let sum = ops.add(&laterals[i], &up);
             laterals[i] = ops.conv(&sum, &self.merges[i]);
         }
         laterals
     }
 
-    /// Units in the order of the reference checkpoints: laterals, then merges coarse to fine.
+    /// Units in the order of the reference checkpoints: laterals, then merges coarse to fine
+    /// (then the reductions, which the reference layout does not have).
     pub fn units_mut(&mut self) -> impl Iterator<Item = &mut ConvUnit> {
-        self.outputs.iter_mut().chain(self.merges.iter_mut().rev())
+        self.outputs
+            .iter_mut()
+            .chain(self.merges.iter_mut().rev())
+            .chain(self.reduces.iter_mut().flatten())
     }
 
     pub fn units(&self) -> impl Iterator<Item = &ConvUnit> {
-        self.outputs.iter().chain(self.merges.iter().rev())
+        self.outputs
+            .iter()
+            .chain(self.merges.iter().rev())
+            .chain(self.reduces.iter().flatten())
     }
 }
 
@@ -82,8 +95,8 @@ pub struct Ssh {
 }
 
 impl Ssh {
-    pub fn new(root: &nn::Path, name: &str, channels: i64) -> Self {
-        let act = Act::for_width(channels);
+    /// `act`: the neck's activation (of the 5×5 and 7×7 branches' first convolutions).
+    pub fn new(root: &nn::Path, name: &str, channels: i64, act: Act) -> Self {
         let (half, quarter) = (channels / 2, channels / 4);
         let unit = |n: &str, cin, cout, act| {
             ConvUnit::new(

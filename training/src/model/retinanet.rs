@@ -21,6 +21,12 @@ pub enum HeadKind {
     #[serde(rename = "retinanet")]
     #[value(name = "retinanet")]
     RetinaNet,
+    /// The SSH head as the second stage of selective refinement (SRN / AInnoFace): a first
+    /// class/box stage on the raw backbone maps filters its anchors and refines its boxes
+    /// ([`super::srn`]).
+    #[serde(rename = "srn")]
+    #[value(name = "srn")]
+    Srn,
 }
 
 impl HeadKind {
@@ -28,6 +34,7 @@ impl HeadKind {
         match self {
             HeadKind::Ssh => "ssh",
             HeadKind::RetinaNet => "retinanet",
+            HeadKind::Srn => "srn",
         }
     }
 }

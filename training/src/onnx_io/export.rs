@@ -13,8 +13,9 @@ use anyhow::Context;
 use prost::Message;
 use tch::{Kind, Tensor};
 
-use crate::model::RetinaFace;
 use crate::model::layers::{Act, ConvUnit, Ops};
+use crate::model::srn::FirstStage;
+use crate::model::{Outputs, RetinaFace};
 use crate::onnx::attribute_proto::AttributeType;
 use crate::onnx::tensor_proto::DataType;
 use crate::onnx::tensor_shape_proto::{Dimension, dimension};
@@ -281,6 +282,79 @@ impl Ops for GraphBuilder {
         self.node("Softmax", None, &[x], vec![attr_int("axis", -1)])
     }
 
+    fn srn_refine(
+        &mut self,
+        first: &FirstStage<String>,
+        second: &Outputs<String>,
+        size_variance: f32,
+        min_face: f32,
+    ) -> Outputs<String> {
+        let last = self.int_constant("axis_last", &[-1]);
+        let slice = |g: &mut Self, x: &str, from: i64, to: i64| {
+            let (a, b) = (g.int_constant("from", &[from]), g.int_constant("to", &[to]));
+            g.node("Slice", None, &[x, &a, &b, &last], vec![])
+        };
+        let l1_centre = slice(self, &first.loc, 0, 2);
+        let l1_size = slice(self, &first.loc, 2, 4);
+        let l2_centre = slice(self, &second.loc, 0, 2);
+        let l2_size = slice(self, &second.loc, 2, 4);
+        let face2 = slice(self, &second.conf, 1, 2);
+        let v1 = self.float_scalar("size_variance", size_variance);
+        let scaled = self.node("Mul", None, &[&l1_size, &v1], vec![]);
+        let (lo, hi) = (
+            self.float_scalar("grow_min", -crate::loss::iou::MAX_LOG_SCALE as f32),
+            self.float_scalar("grow_max", crate::loss::iou::MAX_LOG_SCALE as f32),
+        );
+        let scaled = self.node("Clip", None, &[&scaled, &lo, &hi], vec![]);
+        let grow = self.node("Exp", None, &[&scaled], vec![]);
+        let moved = self.node("Mul", None, &[&l2_centre, &grow], vec![]);
+        let centre = self.node("Add", None, &[&l1_centre, &moved], vec![]);
+        let size = self.node("Add", None, &[&l1_size, &l2_size], vec![]);
+        let loc = self.node(
+            "Concat",
+            None,
+            &[&centre, &size],
+            vec![attr_int("axis", -1)],
+        );
+        // Landmarks as [N, P, 5, 2] pairs, each moved like the centre.
+        let (pairs, flat, axis2) = (
+            self.int_constant("pairs", &[0, 0, 5, 2]),
+            self.int_constant("flat", &[0, 0, 10]),
+            self.int_constant("axis2", &[2]),
+        );
+        let lm = self.node("Reshape", None, &[&second.landmarks, &pairs], vec![]);
+        let grow4 = self.node("Unsqueeze", None, &[&grow, &axis2], vec![]);
+        let centre4 = self.node("Unsqueeze", None, &[&l1_centre, &axis2], vec![]);
+        let lm = self.node("Mul", None, &[&lm, &grow4], vec![]);
+        let lm = self.node("Add", None, &[&lm, &centre4], vec![]);
+        let landmarks = self.node("Reshape", None, &[&lm, &flat], vec![]);
+        // The first stage's filter: face probability · [σ(first logit) ≥ min_face].
+        let p1 = self.node("Sigmoid", None, &[&first.logit], vec![]);
+        let threshold = self.float_scalar("min_face", min_face);
+        let keep = self.node("GreaterOrEqual", None, &[&p1, &threshold], vec![]);
+        let keep = self.node(
+            "Cast",
+            None,
+            &[&keep],
+            vec![attr_int("to", DataType::Float as i64)],
+        );
+        let face = self.node("Mul", None, &[&face2, &keep], vec![]);
+        let one = self.float_scalar("one", 1.0);
+        let background = self.node("Sub", None, &[&one, &face], vec![]);
+        let conf = self.node(
+            "Concat",
+            None,
+            &[&background, &face],
+            vec![attr_int("axis", -1)],
+        );
+        Outputs {
+            loc,
+            conf,
+            landmarks,
+            first_stage: None,
+        }
+    }
+
     fn sigmoid_pair(&mut self, x: &String) -> String {
         let face = self.node("Sigmoid", None, &[x], vec![]);
         let one = self.float_scalar("one", 1.0);
@@ -367,6 +441,19 @@ pub fn to_onnx(net: &RetinaFace) -> ModelProto {
         metadata.push(StringStringEntryProto {
             key: Some(crate::model::NECK_CHANNELS_KEY.into()),
             value: Some(width.to_string()),
+        });
+    }
+    if let Some(widths) = &net.config.level_channels {
+        let list: Vec<String> = widths.iter().map(i64::to_string).collect();
+        metadata.push(StringStringEntryProto {
+            key: Some(crate::model::LEVEL_CHANNELS_KEY.into()),
+            value: Some(list.join(",")),
+        });
+    }
+    if net.config.ssh_min_stride != 0 {
+        metadata.push(StringStringEntryProto {
+            key: Some(crate::model::SSH_MIN_STRIDE_KEY.into()),
+            value: Some(net.config.ssh_min_stride.to_string()),
         });
     }
     ModelProto {

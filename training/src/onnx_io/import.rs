@@ -133,6 +133,31 @@ pub fn import_onnx(path: &Path, device: Device) -> anyhow::Result<RetinaFace> {
             )
         })?),
     };
+    let level_channels = match meta.get(crate::model::LEVEL_CHANNELS_KEY) {
+        None => None,
+        Some(v) => Some(
+            v.split(',')
+                .map(|w| w.trim().parse::<i64>())
+                .collect::<Result<Vec<i64>, _>>()
+                .with_context(|| {
+                    format!(
+                        "{}: metadata {}='{v}' is not a list of channel counts",
+                        path.display(),
+                        crate::model::LEVEL_CHANNELS_KEY
+                    )
+                })?,
+        ),
+    };
+    let ssh_min_stride = match meta.get(crate::model::SSH_MIN_STRIDE_KEY) {
+        None => 0,
+        Some(v) => v.trim().parse::<u32>().with_context(|| {
+            format!(
+                "{}: metadata {}='{v}' is not a stride",
+                path.display(),
+                crate::model::SSH_MIN_STRIDE_KEY
+            )
+        })?,
+    };
     let head = match meta.get(crate::model::HEAD_KEY) {
         None => crate::model::HeadKind::Ssh,
         Some(v) => {
@@ -148,6 +173,8 @@ pub fn import_onnx(path: &Path, device: Device) -> anyhow::Result<RetinaFace> {
             contract,
             folded_batch_norm: true,
             neck_channels,
+            level_channels,
+            ssh_min_stride,
         },
         device,
     )?;

@@ -1,0 +1,93 @@
+//! Selective refinement (SRN, Chi et al. 2019; all levels, as AInnoFace uses it): a first stage
+//! of 1×1 class/box heads on the raw backbone maps, before the FPN, whose outputs
+//! - filter the second stage (two-step classification): anchors the first stage gives a face
+//!   probability below [`FILTER_FACE_PROBABILITY`] (negative confidence above θ = 0.99) are not
+//!   classified again — left out of the second stage's classification loss in training, scored
+//!   0 at inference;
+//! - refine its anchors (two-step regression): the second stage's box and landmark offsets are
+//!   relative to the first stage's decoded boxes, not to the static priors.
+//!
+//! The second stage is the usual RetinaFace head on the FPN/SSH levels. The exported model folds
+//! both steps into the three contract outputs ([`Ops::srn_refine`]): offsets re-expressed
+//! against the static priors and the gated face probability, so `retinafacedetect` decodes it
+//! like any other model.
+
+use tch::nn;
+
+use super::layers::{ConvSpec, ConvUnit, Ops};
+
+/// A first-stage face probability below this filters the anchor out of the second stage.
+pub const FILTER_FACE_PROBABILITY: f32 = 0.01;
+
+/// First-stage outputs over all priors: box offsets `[N, P, 4]` against the static priors and
+/// one face logit `[N, P, 1]`.
+pub struct FirstStage<T> {
+    pub loc: T,
+    pub logit: T,
+}
+
+/// The first-stage heads, one class and one box convolution per pyramid level.
+pub struct SrnFirstStage {
+    class: Vec<ConvUnit>,
+    bbox: Vec<ConvUnit>,
+}
+
+impl SrnFirstStage {
+    /// `in_channels[l]`: channels of level `l`'s raw map; `anchors[l]`: anchors per cell.
+    pub fn new(root: &nn::Path, in_channels: &[i64], anchors: &[i64]) -> Self {
+        let heads = |name: &str, per_anchor: i64| {
+            in_channels
+                .iter()
+                .zip(anchors)
+                .enumerate()
+                .map(|(l, (&c, &a))| {
+                    ConvUnit::new(
+                        root,
+                        &format!("{name}.{l}"),
+                        c,
+                        a * per_anchor,
+                        ConvSpec::head(),
+                    )
+                })
+                .collect()
+        };
+        Self {
+            class: heads("srn1_class", 1),
+            bbox: heads("srn1_bbox", 4),
+        }
+    }
+
+    pub fn forward<O: Ops>(&self, ops: &mut O, features: &[O::T]) -> FirstStage<O::T> {
+        let mut run = |units: &[ConvUnit], per_anchor: i64| {
+            let parts: Vec<O::T> = features
+                .iter()
+                .zip(units)
+                .map(|(f, u)| ops.head(f, u, per_anchor))
+                .collect();
+            ops.concat_priors(&parts)
+        };
+        let loc = run(&self.bbox, 4);
+        let logit = run(&self.class, 1);
+        FirstStage { loc, logit }
+    }
+
+    /// Sets the class biases so that an untrained first stage scores every anchor at `p`.
+    pub fn set_face_prior(&mut self, p: f64) {
+        let logit = (p / (1.0 - p)).ln();
+        tch::no_grad(|| {
+            for unit in &mut self.class {
+                if let Some(b) = unit.bias.as_mut() {
+                    let _ = b.fill_(logit);
+                }
+            }
+        });
+    }
+
+    pub fn units(&self) -> impl Iterator<Item = &ConvUnit> {
+        self.class.iter().chain(&self.bbox)
+    }
+
+    pub fn units_mut(&mut self) -> impl Iterator<Item = &mut ConvUnit> {
+        self.class.iter_mut().chain(&mut self.bbox)
+    }
+}
