@@ -214,11 +214,20 @@ fn main() -> Result<()> {
         .iter()
         .flat_map(|m| settings.iter().map(move |s| (m, s)))
         .collect();
-    // The time reference: the first model's native pass if it runs, else its first setting.
-    let reference = runs
+    // The time reference of a run: with several models, the first model in the same setting;
+    // with one, its native pass (or its first setting if the native pass does not run).
+    let native = runs
         .iter()
-        .position(|(m, s)| *m == &models[0] && s.as_str() == "inference-size=0")
+        .position(|(_, s)| s.as_str() == "inference-size=0")
         .unwrap_or(0);
+    let model_column = models.len() > 1;
+    let reference = |ri: usize| {
+        if model_column {
+            ri % settings.len()
+        } else {
+            native
+        }
+    };
     // results[wall][run] = per-round (ap, ms, peak, base, faces)
     let mut results = vec![vec![Vec::new(); runs.len()]; walls.len()];
     for round in 0..rounds {
@@ -255,13 +264,11 @@ fn main() -> Result<()> {
             }
         }
     }
-    let (ref_model, ref_setting) = runs[reference];
-    let model_column = models.len() > 1;
     println!(
         "| wall |{} setting | AP@0.5 | ms/frame | time / {} | peak memory (MiB) | above model loaded (MiB) | faces reported |",
         if model_column { " model |" } else { "" },
         if model_column {
-            format!("`{}` {ref_setting}", file_name(ref_model))
+            format!("`{}`, same setting", file_name(&models[0]))
         } else {
             "native pass".into()
         }
@@ -275,7 +282,7 @@ fn main() -> Result<()> {
             let r = &results[wi][ri];
             let col = |k: usize| median(r.iter().map(|v| v[k]).collect());
             // Per round against the reference run of the same round: drift cancels out.
-            let base = &results[wi][reference];
+            let base = &results[wi][reference(ri)];
             let ratio = median(r.iter().zip(base).map(|(v, n)| v[1] / n[1]).collect());
             println!(
                 "| {name} ({} faces) |{} `{setting}` | {:.3} | {:.1} | {:.2}× | {:.0} | {:.0} | {:.0} |",

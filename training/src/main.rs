@@ -47,6 +47,19 @@ enum Command {
         #[arg(long)]
         output: PathBuf,
     },
+    /// Size and cost of a network (JSON): parameters, convolution multiply-accumulates and priors
+    /// at a square input; of a model, or of the network a training config builds.
+    Describe {
+        /// A model (.safetensors or .onnx).
+        #[arg(long, conflicts_with = "config", required_unless_present = "config")]
+        model: Option<PathBuf>,
+        /// A training config (TOML): its network from scratch.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Side of the square input.
+        #[arg(long, default_value_t = 640)]
+        size: i64,
+    },
     /// Load a RetinaFace ONNX model (e.g. the published mv0.25) into a trainable checkpoint.
     Import {
         #[arg(long)]
@@ -328,6 +341,38 @@ fn main() -> anyhow::Result<()> {
                 net.config.backbone.name(),
                 output.display()
             );
+        }
+        Command::Describe {
+            model,
+            config,
+            size,
+        } => {
+            anyhow::ensure!(
+                (32..=8192).contains(&size),
+                "--size {size}: give a side between 32 and 8192 pixels"
+            );
+            let net = match (model, config) {
+                (Some(model), _) => load_model(&model, Device::Cpu)?,
+                (None, Some(config)) => RetinaFace::new(
+                    TrainConfig::from_toml_file(&config)?.model_config(),
+                    Device::Cpu,
+                )?,
+                (None, None) => unreachable!("clap requires one"),
+            };
+            let c = &net.config;
+            let priors =
+                retinaface::priors::count(&c.contract.priors, size as usize, size as usize);
+            let description = serde_json::json!({
+                "backbone": c.backbone.name(),
+                "head": c.head.name(),
+                "steps": c.contract.priors.steps,
+                "level_channels": c.level_widths(),
+                "parameters": net.parameter_count(),
+                "macs": retinaface_training::model::cost::macs(&net, size, size),
+                "priors": priors,
+                "size": size,
+            });
+            println!("{description}");
         }
         Command::Import { onnx, output } => {
             let net = import_onnx(&onnx, Device::Cpu)?;

@@ -263,6 +263,15 @@ fn run(config: TrainConfig, resume: bool) -> anyhow::Result<TrainSummary> {
         // is set.) BatchNorm statistics of imported models are exact as imported.
         let init = config.init.as_ref().context("distill needs init")?;
         let teacher = load_init(init, device)?;
+        if net.config.head == crate::model::HeadKind::Srn
+            || teacher.config.head == crate::model::HeadKind::Srn
+        {
+            bail!(
+                "distill does not support the srn head: its box offsets are relative to anchors \
+                 its first stage moves, so teacher and student offsets are not comparable prior \
+                 by prior (drop distill)"
+            );
+        }
         if teacher.config.contract.priors != contract.priors {
             bail!(
                 "distill: the student's priors (steps {:?}, min sizes {:?}) differ from the \

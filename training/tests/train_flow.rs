@@ -745,3 +745,31 @@ fn iou(a: [f32; 4], b: [f32; 4]) -> f32 {
     let area = |r: [f32; 4]| (r[2] - r[0]) * (r[3] - r[1]);
     w * h / (area(a) + area(b) - w * h)
 }
+
+#[test]
+fn describe_reports_the_size_and_cost_of_a_config_and_a_model() {
+    let describe = |args: &[&str]| -> serde_json::Value {
+        let mut all = vec!["describe"];
+        all.extend_from_slice(args);
+        serde_json::from_str(run_trainer(&all).trim()).unwrap()
+    };
+    let published = published_model();
+    let reference = describe(&["--model", path(&published)]);
+    assert_eq!(reference["parameters"], 426_608);
+    assert_eq!(reference["priors"], 16_800);
+    let configs = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+    let grown = describe(&[
+        "--config",
+        path(&configs.join("mobilenet0.25-p2-small-faces.toml")),
+    ]);
+    assert_eq!(grown["steps"], serde_json::json!([4, 8, 16, 32]));
+    // 160² stride-4 cells with one anchor on top of the published 16,800 priors.
+    assert_eq!(grown["priors"], 16_800 + 160 * 160);
+    let (small, big) = (
+        reference["macs"].as_u64().unwrap(),
+        grown["macs"].as_u64().unwrap(),
+    );
+    assert!(big > small && big < small * 5 / 4, "{small} → {big}");
+    let half = describe(&["--model", path(&published), "--size", "320"]);
+    assert_eq!(half["macs"].as_u64().unwrap() * 4, small);
+}

@@ -3,6 +3,7 @@
 
 pub mod backbone;
 pub mod calibrate;
+pub mod cost;
 pub mod grow;
 pub mod layers;
 pub mod mobilenetv2;

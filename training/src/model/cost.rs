@@ -1,0 +1,100 @@
+//! What a network costs to run: multiply-accumulates of its convolutions at a given input size,
+//! counted by running the forward pass once over [`Ops`] that tally each convolution's output
+//! elements × its kernel volume (the element-wise operations are left out: they are a few per
+//! output element, noise next to the convolutions).
+
+use tch::{Kind, Tensor};
+
+use super::layers::{ConvUnit, Ops, TensorOps};
+use super::srn::FirstStage;
+use super::{Outputs, RetinaFace};
+
+struct Counting {
+    inner: TensorOps,
+    macs: u64,
+}
+
+impl Ops for Counting {
+    type T = Tensor;
+
+    fn conv(&mut self, x: &Tensor, unit: &ConvUnit) -> Tensor {
+        let y = self.inner.conv(x, unit);
+        let per_output = unit.in_channels / unit.groups * unit.kernel * unit.kernel;
+        self.macs += (y.numel() as u64) * per_output as u64;
+        y
+    }
+    fn add(&mut self, a: &Tensor, b: &Tensor) -> Tensor {
+        self.inner.add(a, b)
+    }
+    fn relu(&mut self, x: &Tensor) -> Tensor {
+        self.inner.relu(x)
+    }
+    fn max_pool(&mut self, x: &Tensor, kernel: i64, stride: i64) -> Tensor {
+        self.inner.max_pool(x, kernel, stride)
+    }
+    fn upsample_to(&mut self, x: &Tensor, like: &Tensor) -> Tensor {
+        self.inner.upsample_to(x, like)
+    }
+    fn concat_channels(&mut self, xs: &[Tensor]) -> Tensor {
+        self.inner.concat_channels(xs)
+    }
+    fn head(&mut self, x: &Tensor, unit: &ConvUnit, per_anchor: i64) -> Tensor {
+        // The head's convolution runs inside `inner` (1×1, or 3×3 for the RetinaNet subnets).
+        let y = self.inner.head(x, unit, per_anchor);
+        let per_output = unit.in_channels / unit.groups * unit.kernel * unit.kernel;
+        self.macs += (y.numel() as u64) * per_output as u64;
+        y
+    }
+    fn concat_priors(&mut self, xs: &[Tensor]) -> Tensor {
+        self.inner.concat_priors(xs)
+    }
+    fn softmax(&mut self, x: &Tensor) -> Tensor {
+        self.inner.softmax(x)
+    }
+    fn sigmoid_pair(&mut self, x: &Tensor) -> Tensor {
+        self.inner.sigmoid_pair(x)
+    }
+    fn srn_refine(
+        &mut self,
+        first: &FirstStage<Tensor>,
+        second: &Outputs<Tensor>,
+        size_variance: f32,
+        min_face: f32,
+    ) -> Outputs<Tensor> {
+        self.inner
+            .srn_refine(first, second, size_variance, min_face)
+    }
+}
+
+/// Multiply-accumulates of one forward pass of `net` on a `height`×`width` image.
+pub fn macs(net: &RetinaFace, height: i64, width: i64) -> u64 {
+    let mut ops = Counting {
+        inner: TensorOps::default(),
+        macs: 0,
+    };
+    let x = Tensor::zeros([1, 3, height, width], (Kind::Float, net.vs.device()));
+    tch::no_grad(|| net.forward(&mut ops, &x, true));
+    ops.macs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ModelConfig;
+
+    #[test]
+    fn an_ssh_module_costs_its_hand_counted_convolutions() {
+        let net = RetinaFace::new(ModelConfig::default(), tch::Device::Cpu).unwrap();
+        // The same network without the SSH module of the stride-8 level (80×80 cells at 640²).
+        let mut config = ModelConfig::default();
+        config.ssh_min_stride = 16;
+        let without = RetinaFace::new(config, tch::Device::Cpu).unwrap();
+        // SSH at 64 channels, all 3×3: 64→32, 64→16, then three 16→16.
+        let per_cell: u64 = 9 * (64 * 32 + 64 * 16 + 3 * 16 * 16);
+        assert_eq!(per_cell, 34_560);
+        let total = macs(&net, 640, 640);
+        assert_eq!(total - macs(&without, 640, 640), per_cell * 80 * 80);
+        // Every map scales with the input: twice the side, four times the cost.
+        assert_eq!(macs(&net, 1280, 1280), 4 * total);
+    }
+}
