@@ -86,8 +86,10 @@ mod tests {
     fn an_ssh_module_costs_its_hand_counted_convolutions() {
         let net = RetinaFace::new(ModelConfig::default(), tch::Device::Cpu).unwrap();
         // The same network without the SSH module of the stride-8 level (80×80 cells at 640²).
-        let mut config = ModelConfig::default();
-        config.ssh_min_stride = 16;
+        let config = ModelConfig {
+            ssh_min_stride: 16,
+            ..Default::default()
+        };
         let without = RetinaFace::new(config, tch::Device::Cpu).unwrap();
         // SSH at 64 channels, all 3×3: 64→32, 64→16, then three 16→16.
         let per_cell: u64 = 9 * (64 * 32 + 64 * 16 + 3 * 16 * 16);
