@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use tch::{Kind, Tensor};
 
 use super::RetinaFace;
-use super::layers::{ConvUnit, Ops, TensorOps};
+use super::layers::{ConvUnit, Observed};
 
 /// Per-channel sums of `z` and `z²`, and the element count per channel.
 #[derive(Default)]
@@ -23,73 +23,27 @@ struct Moments {
     count: f64,
 }
 
-/// [`TensorOps`] in inference mode that records the pre-BatchNorm moments of every unit.
-struct RecordingOps {
-    inner: TensorOps,
-    moments: HashMap<String, Moments>,
-}
-
-impl Ops for RecordingOps {
-    type T = Tensor;
-
-    fn conv(&mut self, x: &Tensor, unit: &ConvUnit) -> Tensor {
-        if unit.bn.is_some() {
-            let pad = unit.padding();
-            let z = x.conv2d(
-                &unit.weight,
-                None::<Tensor>,
-                [unit.stride, unit.stride],
-                [pad, pad],
-                [1, 1],
-                unit.groups,
-            );
-            let dims = [0i64, 2, 3];
-            let m = self.moments.entry(unit.name.clone()).or_default();
-            let s = z.sum_dim_intlist(dims.as_slice(), false, Kind::Double);
-            let sq = (&z * &z).sum_dim_intlist(dims.as_slice(), false, Kind::Double);
-            m.sum = Some(m.sum.take().map_or(s.shallow_clone(), |a| a + &s));
-            m.sum_sq = Some(m.sum_sq.take().map_or(sq.shallow_clone(), |a| a + &sq));
-            m.count += (z.numel() / z.size()[1] as usize) as f64;
-        }
-        self.inner.conv(x, unit)
+/// Adds the pre-BatchNorm moments of `unit` on input `x` to `moments`.
+fn record(moments: &mut HashMap<String, Moments>, x: &Tensor, unit: &ConvUnit) {
+    if unit.bn.is_none() {
+        return;
     }
-    fn add(&mut self, a: &Tensor, b: &Tensor) -> Tensor {
-        self.inner.add(a, b)
-    }
-    fn relu(&mut self, x: &Tensor) -> Tensor {
-        self.inner.relu(x)
-    }
-    fn max_pool(&mut self, x: &Tensor, kernel: i64, stride: i64) -> Tensor {
-        self.inner.max_pool(x, kernel, stride)
-    }
-    fn upsample_to(&mut self, x: &Tensor, like: &Tensor) -> Tensor {
-        self.inner.upsample_to(x, like)
-    }
-    fn concat_channels(&mut self, xs: &[Tensor]) -> Tensor {
-        self.inner.concat_channels(xs)
-    }
-    fn head(&mut self, x: &Tensor, unit: &ConvUnit, per_anchor: i64) -> Tensor {
-        self.inner.head(x, unit, per_anchor)
-    }
-    fn concat_priors(&mut self, xs: &[Tensor]) -> Tensor {
-        self.inner.concat_priors(xs)
-    }
-    fn softmax(&mut self, x: &Tensor) -> Tensor {
-        self.inner.softmax(x)
-    }
-    fn sigmoid_pair(&mut self, x: &Tensor) -> Tensor {
-        self.inner.sigmoid_pair(x)
-    }
-    fn srn_refine(
-        &mut self,
-        first: &super::srn::FirstStage<Tensor>,
-        second: &super::Outputs<Tensor>,
-        size_variance: f32,
-        min_face: f32,
-    ) -> super::Outputs<Tensor> {
-        self.inner
-            .srn_refine(first, second, size_variance, min_face)
-    }
+    let pad = unit.padding();
+    let z = x.conv2d(
+        &unit.weight,
+        None::<Tensor>,
+        [unit.stride, unit.stride],
+        [pad, pad],
+        [1, 1],
+        unit.groups,
+    );
+    let dims = [0i64, 2, 3];
+    let m = moments.entry(unit.name.clone()).or_default();
+    let s = z.sum_dim_intlist(dims.as_slice(), false, Kind::Double);
+    let sq = (&z * &z).sum_dim_intlist(dims.as_slice(), false, Kind::Double);
+    m.sum = Some(m.sum.take().map_or(s.shallow_clone(), |a| a + &s));
+    m.sum_sq = Some(m.sum_sq.take().map_or(sq.shallow_clone(), |a| a + &sq));
+    m.count += (z.numel() / z.size()[1] as usize) as f64;
 }
 
 /// Measures the statistics on `inputs` (NCHW network inputs) and rewrites every BatchNorm as
@@ -102,10 +56,9 @@ pub fn calibrate_batch_norm(
     if !net.config.folded_batch_norm {
         return Ok(());
     }
-    let mut ops = RecordingOps {
-        inner: TensorOps::default(),
-        moments: HashMap::new(),
-    };
+    let mut moments = HashMap::new();
+    let mut ops =
+        Observed::new(|x: &Tensor, unit: &ConvUnit, _: &Tensor| record(&mut moments, x, unit));
     let mut seen = 0;
     tch::no_grad(|| {
         for x in inputs {
@@ -114,7 +67,6 @@ pub fn calibrate_batch_norm(
         }
     });
     anyhow::ensure!(seen > 0, "no images to estimate BatchNorm statistics from");
-    let moments = ops.moments;
     tch::no_grad(|| {
         for unit in net.units_mut() {
             let Some(bn) = unit.bn.as_mut() else { continue };

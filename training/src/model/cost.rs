@@ -5,76 +5,19 @@
 
 use tch::{Kind, Tensor};
 
-use super::layers::{ConvUnit, Ops, TensorOps};
-use super::srn::FirstStage;
-use super::{Outputs, RetinaFace};
-
-struct Counting {
-    inner: TensorOps,
-    macs: u64,
-}
-
-impl Ops for Counting {
-    type T = Tensor;
-
-    fn conv(&mut self, x: &Tensor, unit: &ConvUnit) -> Tensor {
-        let y = self.inner.conv(x, unit);
-        let per_output = unit.in_channels / unit.groups * unit.kernel * unit.kernel;
-        self.macs += (y.numel() as u64) * per_output as u64;
-        y
-    }
-    fn add(&mut self, a: &Tensor, b: &Tensor) -> Tensor {
-        self.inner.add(a, b)
-    }
-    fn relu(&mut self, x: &Tensor) -> Tensor {
-        self.inner.relu(x)
-    }
-    fn max_pool(&mut self, x: &Tensor, kernel: i64, stride: i64) -> Tensor {
-        self.inner.max_pool(x, kernel, stride)
-    }
-    fn upsample_to(&mut self, x: &Tensor, like: &Tensor) -> Tensor {
-        self.inner.upsample_to(x, like)
-    }
-    fn concat_channels(&mut self, xs: &[Tensor]) -> Tensor {
-        self.inner.concat_channels(xs)
-    }
-    fn head(&mut self, x: &Tensor, unit: &ConvUnit, per_anchor: i64) -> Tensor {
-        // The head's convolution runs inside `inner` (1×1, or 3×3 for the RetinaNet subnets).
-        let y = self.inner.head(x, unit, per_anchor);
-        let per_output = unit.in_channels / unit.groups * unit.kernel * unit.kernel;
-        self.macs += (y.numel() as u64) * per_output as u64;
-        y
-    }
-    fn concat_priors(&mut self, xs: &[Tensor]) -> Tensor {
-        self.inner.concat_priors(xs)
-    }
-    fn softmax(&mut self, x: &Tensor) -> Tensor {
-        self.inner.softmax(x)
-    }
-    fn sigmoid_pair(&mut self, x: &Tensor) -> Tensor {
-        self.inner.sigmoid_pair(x)
-    }
-    fn srn_refine(
-        &mut self,
-        first: &FirstStage<Tensor>,
-        second: &Outputs<Tensor>,
-        size_variance: f32,
-        min_face: f32,
-    ) -> Outputs<Tensor> {
-        self.inner
-            .srn_refine(first, second, size_variance, min_face)
-    }
-}
+use super::RetinaFace;
+use super::layers::Observed;
 
 /// Multiply-accumulates of one forward pass of `net` on a `height`×`width` image.
 pub fn macs(net: &RetinaFace, height: i64, width: i64) -> u64 {
-    let mut ops = Counting {
-        inner: TensorOps::default(),
-        macs: 0,
-    };
+    let mut macs = 0u64;
+    let mut ops = Observed::new(|_: &Tensor, unit: &super::ConvUnit, y: &Tensor| {
+        let per_output = unit.in_channels / unit.groups * unit.kernel * unit.kernel;
+        macs += y.numel() as u64 * per_output as u64;
+    });
     let x = Tensor::zeros([1, 3, height, width], (Kind::Float, net.vs.device()));
     tch::no_grad(|| net.forward(&mut ops, &x, true));
-    ops.macs
+    macs
 }
 
 #[cfg(test)]

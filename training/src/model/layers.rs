@@ -250,6 +250,24 @@ pub trait Ops {
     fn head(&mut self, x: &Self::T, unit: &ConvUnit, per_anchor: i64) -> Self::T;
     /// Concatenation of per-level head outputs along the prior axis.
     fn concat_priors(&mut self, xs: &[Self::T]) -> Self::T;
+    /// Each level's head (`units[l]` on the `l`-th level), concatenated along the prior axis.
+    fn heads<'a>(
+        &mut self,
+        levels: impl IntoIterator<Item = &'a Self::T>,
+        units: &[ConvUnit],
+        per_anchor: i64,
+    ) -> Self::T
+    where
+        Self: Sized,
+        Self::T: 'a,
+    {
+        let parts: Vec<Self::T> = levels
+            .into_iter()
+            .zip(units)
+            .map(|(f, u)| self.head(f, u, per_anchor))
+            .collect();
+        self.concat_priors(&parts)
+    }
     /// Softmax over the last axis (class scores).
     fn softmax(&mut self, x: &Self::T) -> Self::T;
     /// One sigmoid logit per prior `[N, P, 1]` → `[N, P, 2]` = `[1 − σ(x), σ(x)]`: the two
@@ -405,5 +423,72 @@ impl Ops for TensorOps {
         let out = tch::no_grad(|| f(self));
         self.train_batch_norm = train;
         out
+    }
+}
+
+/// [`TensorOps`] in inference mode that shows every convolution — its input, unit and output
+/// (for heads, the output after the reshape to priors) — to `seen`: how the network is measured
+/// (BatchNorm statistics, cost) with the one forward description.
+pub struct Observed<F> {
+    pub inner: TensorOps,
+    pub seen: F,
+}
+
+impl<F: FnMut(&Tensor, &ConvUnit, &Tensor)> Observed<F> {
+    pub fn new(seen: F) -> Self {
+        Self {
+            inner: TensorOps::default(),
+            seen,
+        }
+    }
+}
+
+impl<F: FnMut(&Tensor, &ConvUnit, &Tensor)> Ops for Observed<F> {
+    type T = Tensor;
+
+    fn conv(&mut self, x: &Tensor, unit: &ConvUnit) -> Tensor {
+        let y = self.inner.conv(x, unit);
+        (self.seen)(x, unit, &y);
+        y
+    }
+    fn add(&mut self, a: &Tensor, b: &Tensor) -> Tensor {
+        self.inner.add(a, b)
+    }
+    fn relu(&mut self, x: &Tensor) -> Tensor {
+        self.inner.relu(x)
+    }
+    fn max_pool(&mut self, x: &Tensor, kernel: i64, stride: i64) -> Tensor {
+        self.inner.max_pool(x, kernel, stride)
+    }
+    fn upsample_to(&mut self, x: &Tensor, like: &Tensor) -> Tensor {
+        self.inner.upsample_to(x, like)
+    }
+    fn concat_channels(&mut self, xs: &[Tensor]) -> Tensor {
+        self.inner.concat_channels(xs)
+    }
+    fn head(&mut self, x: &Tensor, unit: &ConvUnit, per_anchor: i64) -> Tensor {
+        // `inner` runs the head's convolution itself: shown here, with the reshaped output.
+        let y = self.inner.head(x, unit, per_anchor);
+        (self.seen)(x, unit, &y);
+        y
+    }
+    fn concat_priors(&mut self, xs: &[Tensor]) -> Tensor {
+        self.inner.concat_priors(xs)
+    }
+    fn softmax(&mut self, x: &Tensor) -> Tensor {
+        self.inner.softmax(x)
+    }
+    fn sigmoid_pair(&mut self, x: &Tensor) -> Tensor {
+        self.inner.sigmoid_pair(x)
+    }
+    fn srn_refine(
+        &mut self,
+        first: &super::srn::FirstStage<Tensor>,
+        second: &super::Outputs<Tensor>,
+        size_variance: f32,
+        min_face: f32,
+    ) -> super::Outputs<Tensor> {
+        self.inner
+            .srn_refine(first, second, size_variance, min_face)
     }
 }

@@ -392,17 +392,9 @@ impl RetinaFace {
             .zip(&pyramid)
             .map(|(c, f)| c.as_ref().unwrap_or(f))
             .collect();
-        let mut heads = |units: &[ConvUnit], per_anchor: i64| {
-            let parts: Vec<O::T> = levels
-                .iter()
-                .zip(units)
-                .map(|(f, u)| ops.head(f, u, per_anchor))
-                .collect();
-            ops.concat_priors(&parts)
-        };
-        let loc = heads(&self.bbox_head, 4);
-        let conf = heads(&self.class_head, 2);
-        let landmarks = heads(&self.landmark_head, 10);
+        let loc = ops.heads(levels.iter().copied(), &self.bbox_head, 4);
+        let conf = ops.heads(levels.iter().copied(), &self.class_head, 2);
+        let landmarks = ops.heads(levels.iter().copied(), &self.landmark_head, 10);
         let conf = if softmax { ops.softmax(&conf) } else { conf };
         let second = Outputs {
             loc,

@@ -58,16 +58,8 @@ impl SrnFirstStage {
     }
 
     pub fn forward<O: Ops>(&self, ops: &mut O, features: &[O::T]) -> FirstStage<O::T> {
-        let mut run = |units: &[ConvUnit], per_anchor: i64| {
-            let parts: Vec<O::T> = features
-                .iter()
-                .zip(units)
-                .map(|(f, u)| ops.head(f, u, per_anchor))
-                .collect();
-            ops.concat_priors(&parts)
-        };
-        let loc = run(&self.bbox, 4);
-        let logit = run(&self.class, 1);
+        let loc = ops.heads(features, &self.bbox, 4);
+        let logit = ops.heads(features, &self.class, 1);
         FirstStage { loc, logit }
     }
 
