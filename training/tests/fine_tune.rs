@@ -78,3 +78,41 @@ fn frozen_backbone_stays_bit_identical_and_the_heads_learn() {
         "nothing outside the backbone learned"
     );
 }
+
+/// Before a fine-tune, the imported (folded) model gets real BatchNorm statistics: the network
+/// must compute what it computed before (`model::calibrate`).
+#[test]
+fn batch_norm_calibration_keeps_what_the_imported_model_computes() {
+    use retinaface_training::infer::{input_tensor, to_vec};
+    use retinaface_training::model::calibrate::calibrate_batch_norm;
+    use retinaface_training::onnx_io::import::import_onnx;
+
+    tch::set_num_threads(1);
+    let mut net = import_onnx(&published_model(), Device::Cpu).unwrap();
+    assert!(net.config.folded_batch_norm);
+    let images: Vec<_> = ["sample1.jpg", "sample2.jpg", "test.jpg"]
+        .iter()
+        .map(|name| {
+            let img = photo(name, 320);
+            image::imageops::resize(&img, 320, 224, image::imageops::FilterType::Triangle)
+        })
+        .collect();
+    let inputs: Vec<_> = images
+        .iter()
+        .map(|img| input_tensor(&net, img, Device::Cpu))
+        .collect();
+    let before: Vec<_> = inputs.iter().map(|x| net.infer(x)).collect();
+    calibrate_batch_norm(&mut net, inputs.iter().map(|x| x.shallow_clone())).unwrap();
+    assert!(!net.config.folded_batch_norm);
+    for (x, was) in inputs.iter().zip(&before) {
+        let now = net.infer(x);
+        for (a, b) in [
+            (&now.loc, &was.loc),
+            (&now.conf, &was.conf),
+            (&now.landmarks, &was.landmarks),
+        ] {
+            let d = max_abs_diff(&to_vec(a), &to_vec(b));
+            assert!(d < 1e-3, "calibration changed an output by {d}");
+        }
+    }
+}
