@@ -1,6 +1,8 @@
 //! `retinafaceoverlay` on real photos: pixel-level checks in packed RGB and YUV 4:2:0.
 
 mod common;
+#[path = "common/first_sample.rs"]
+mod first_sample;
 
 use common::*;
 use gst_video::prelude::*;
@@ -131,28 +133,7 @@ fn draw_mode_outlines_faces_in_the_box_colour_and_touches_nothing_else() {
 
 fn convert_one(description: &str, buffer: gst::Buffer) -> gst::Sample {
     init();
-    let pipeline = gst::parse::launch(description)
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
-    let src = pipeline
-        .by_name("src")
-        .unwrap()
-        .downcast::<gst_app::AppSrc>()
-        .unwrap();
-    let sink = pipeline
-        .by_name("sink")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
-    pipeline.set_state(gst::State::Playing).unwrap();
-    src.push_buffer(buffer).unwrap();
-    src.end_of_stream().unwrap();
-    let sample = sink
-        .try_pull_sample(gst::ClockTime::from_seconds(60))
-        .expect("converted frame within 60 s");
-    pipeline.set_state(gst::State::Null).unwrap();
-    sample
+    first_sample::first_sample(description, Some(buffer))
 }
 
 #[test]

@@ -4,7 +4,9 @@
 
 use std::path::Path;
 
-use gst::prelude::*;
+#[path = "../../tests/common/first_sample.rs"]
+mod first_sample;
+
 use retinaface::{DetectParams, Detector, Face, Frame, PixelLayout, Plane, YuvMatrix};
 
 /// Tightly packed RGB pixels.
@@ -70,20 +72,7 @@ pub fn decode(path: &Path, size: Option<(usize, usize)>) -> Rgb {
         "filesrc location={} ! decodebin ! videoconvert ! videoscale method=bilinear add-borders=false ! {caps} ! appsink name=sink sync=false",
         path.display()
     );
-    let pipeline = gst::parse::launch(&description)
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
-    let sink = pipeline
-        .by_name("sink")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
-    pipeline.set_state(gst::State::Playing).unwrap();
-    let sample = sink
-        .try_pull_sample(gst::ClockTime::from_seconds(60))
-        .unwrap_or_else(|| panic!("{}: no frame within 60 s", path.display()));
-    pipeline.set_state(gst::State::Null).unwrap();
+    let sample = first_sample::first_sample(&description, None);
     let info = gst_video::VideoInfo::from_caps(sample.caps().unwrap()).unwrap();
     let buffer = sample.buffer().unwrap().map_readable().unwrap();
     let (w, h, stride) = (

@@ -9,6 +9,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+#[path = "first_sample.rs"]
+mod first_sample;
+
 use gst::prelude::*;
 use gst_video::prelude::*;
 use gstretinaface::facemeta::{self, FaceRecord};
@@ -67,20 +70,7 @@ fn decode_and_detect(path: &str) -> (usize, usize, Vec<u8>, Vec<FaceRecord>) {
     let description = format!(
         "filesrc location={path} ! jpegdec ! videoconvert ! video/x-raw,format=RGB ! retinafacedetect ! appsink name=sink sync=false"
     );
-    let pipeline = gst::parse::launch(&description)
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
-    let sink = pipeline
-        .by_name("sink")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
-    pipeline.set_state(gst::State::Playing).unwrap();
-    let sample = sink
-        .try_pull_sample(gst::ClockTime::from_seconds(60))
-        .unwrap_or_else(|| panic!("{path}: no frame"));
-    pipeline.set_state(gst::State::Null).unwrap();
+    let sample = first_sample::first_sample(&description, None);
     let info = gst_video::VideoInfo::from_caps(sample.caps().unwrap()).unwrap();
     let buffer = sample.buffer().unwrap();
     let faces = facemeta::read(buffer);
