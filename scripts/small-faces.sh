@@ -6,11 +6,11 @@
 # at inference-size=640 (examples/wall_eval: AP@0.5 and ms per frame, each run in its own
 # process, interleaved over rounds). Prints a markdown table.
 #
-#   scripts/small-faces.sh [--scenes N (400)] [--epochs N (6)] [--rounds N (3)] [--eval-only]
+#   scripts/small-faces.sh [--scenes N (400)] [--epochs N (10)] [--rounds N (3)] [--eval-only]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${RETINAFACE_DATA:-${RETINAFACE_PREFIX:-/usr/local}/share/retinaface}
-SCENES=400 EPOCHS=6 ROUNDS=3 TRAIN=1
+SCENES=400 EPOCHS=10 ROUNDS=3 TRAIN=1
 while [ $# -gt 0 ]; do
   case $1 in
     --scenes) SCENES=$2; shift 2 ;;

@@ -9,7 +9,7 @@
 //! native resolution.
 //!
 //! ```text
-//! small_faces [--output DIR] [--scenes 400] [--epochs 4] [--batch 8] [--lr 1e-3]
+//! small_faces [--output DIR] [--scenes 400] [--epochs 10] [--batch 8] [--lr 1e-3]
 //!             [--config training/configs/mobilenet0.25-p2-small-faces.toml]
 //! ```
 //! Writes `DIR/set/` (scenes + label.txt), the run in `DIR/run/` and `DIR/small-faces.onnx`.
@@ -96,7 +96,7 @@ fn main() -> anyhow::Result<()> {
     let value = |name: &str| flag(&args, name);
     let output = PathBuf::from(value("--output").unwrap_or_else(|| "target/small-faces".into()));
     let scenes: usize = value("--scenes").map_or(Ok(400), |v| v.parse())?;
-    let epochs: usize = value("--epochs").map_or(Ok(4), |v| v.parse())?;
+    let epochs: usize = value("--epochs").map_or(Ok(10), |v| v.parse())?;
     let batch: usize = value("--batch").map_or(Ok(8), |v| v.parse())?;
     let lr: f64 = value("--lr").map_or(Ok(1e-3), |v| v.parse())?;
     let config_path = PathBuf::from(
