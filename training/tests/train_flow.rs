@@ -53,6 +53,12 @@ fn quick_train(labels: &Path, run: &Path, extra: &[&str]) {
     assert!(out.contains("trained 2 iterations"), "{out}");
 }
 
+/// Exports the model a `train` run wrote to `run` as `onnx`; returns what the trainer printed.
+fn export_run(run: &Path, onnx: &Path) -> String {
+    let model = run.join("model.safetensors");
+    run_trainer(&["export", "--model", path(&model), "--output", path(onnx)])
+}
+
 fn path(p: &Path) -> &str {
     p.to_str().unwrap()
 }
@@ -575,13 +581,7 @@ fn mobilenetv2_trains_and_exports_from_the_cli() {
     let loss = loss_column(&run.join("metrics.csv"));
     assert!(loss.iter().all(|l| l.is_finite()), "{loss:?}");
     let onnx = dir.path().join("mv2.onnx");
-    let said = run_trainer(&[
-        "export",
-        "--model",
-        path(&run.join("model.safetensors")),
-        "--output",
-        path(&onnx),
-    ]);
+    let said = export_run(&run, &onnx);
     assert!(said.contains("mobilenetv2 backbone"), "{said}");
     // ONNX Runtime runs it and agrees with the trained network.
     let net = RetinaFace::load(&run.join("model.safetensors"), Device::Cpu).unwrap();
@@ -617,13 +617,7 @@ fn p2_p6_pyramid_trains_and_exports_from_the_cli() {
         ],
     );
     let onnx = dir.path().join("p2p6.onnx");
-    run_trainer(&[
-        "export",
-        "--model",
-        path(&run.join("model.safetensors")),
-        "--output",
-        path(&onnx),
-    ]);
+    export_run(&run, &onnx);
     // What the plugin reads from the metadata is the configured pyramid.
     let session = ort_session(&onnx);
     let meta = session.metadata().unwrap();
@@ -687,13 +681,7 @@ fn config_files_train_export_and_run_in_the_plugin() {
         let loss = loss_column(&run.join("metrics.csv"));
         assert!(loss.iter().all(|l| l.is_finite()), "{name}: {loss:?}");
         let onnx = dir.path().join(format!("{name}.onnx"));
-        run_trainer(&[
-            "export",
-            "--model",
-            path(&run.join("model.safetensors")),
-            "--output",
-            path(&onnx),
-        ]);
+        export_run(&run, &onnx);
         if name.contains("retinanet") {
             let meta = ort_session(&onnx)
                 .metadata()

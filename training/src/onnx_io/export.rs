@@ -167,6 +167,18 @@ impl GraphBuilder {
         }
     }
 
+    /// `[N, P, 1]` face probabilities → the contract's two columns `[1 − p, p]`.
+    fn with_background(&mut self, face: &str) -> String {
+        let one = self.float_scalar("one", 1.0);
+        let background = self.node("Sub", None, &[&one, face], vec![]);
+        self.node(
+            "Concat",
+            None,
+            &[&background, face],
+            vec![attr_int("axis", -1)],
+        )
+    }
+
     fn conv_only(&mut self, x: &str, unit: &ConvUnit) -> String {
         let (w, b) = unit.folded();
         let (wn, bn) = (
@@ -339,14 +351,7 @@ impl Ops for GraphBuilder {
             vec![attr_int("to", DataType::Float as i64)],
         );
         let face = self.node("Mul", None, &[&face2, &keep], vec![]);
-        let one = self.float_scalar("one", 1.0);
-        let background = self.node("Sub", None, &[&one, &face], vec![]);
-        let conf = self.node(
-            "Concat",
-            None,
-            &[&background, &face],
-            vec![attr_int("axis", -1)],
-        );
+        let conf = self.with_background(&face);
         Outputs {
             loc,
             conf,
@@ -357,14 +362,7 @@ impl Ops for GraphBuilder {
 
     fn sigmoid_pair(&mut self, x: &String) -> String {
         let face = self.node("Sigmoid", None, &[x], vec![]);
-        let one = self.float_scalar("one", 1.0);
-        let background = self.node("Sub", None, &[&one, &face], vec![]);
-        self.node(
-            "Concat",
-            None,
-            &[&background, &face],
-            vec![attr_int("axis", -1)],
-        )
+        self.with_background(&face)
     }
 }
 
