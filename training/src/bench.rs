@@ -52,7 +52,7 @@ pub fn benchmark(config: &TrainConfig, timed: usize) -> anyhow::Result<BenchRepo
     let samples = load_samples(config)?;
     let net = initial_network(config, device)?;
     let contract = Arc::new(net.config.contract.clone());
-    let loader = config.loader();
+    let loader = config.loader(device);
     let size = config.image_size as i64;
     let warmup = 3;
     let per_s = |images: usize, started: Instant| images as f64 / started.elapsed().as_secs_f64();

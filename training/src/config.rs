@@ -65,6 +65,10 @@ pub struct TrainConfig {
     pub distill: f64,
     /// Also checkpoint every this many iterations (0 = at the end of each epoch only).
     pub checkpoint_every: usize,
+    /// Photometric distortion on the training device instead of the loader workers (same
+    /// random draws); unset: on for CUDA devices, where the workers are the limit, off on the
+    /// CPU, where the workers apply it to the smaller of crop and output.
+    pub photometric_on_device: Option<bool>,
     /// libtorch intra-op threads (0 = libtorch's default).
     pub threads: usize,
     /// Prior/face IoU from which a prior counts as a face.
@@ -118,6 +122,7 @@ impl Default for TrainConfig {
             freeze_backbone: false,
             distill: 0.0,
             checkpoint_every: 0,
+            photometric_on_device: None,
             threads: 0,
             match_iou: 0.35,
             cls_loss: ClsLoss::CeOhem,
@@ -147,8 +152,8 @@ impl TrainConfig {
         toml::to_string_pretty(self).expect("config serialises")
     }
 
-    /// The data loader settings of this run.
-    pub fn loader(&self) -> crate::data::LoaderConfig {
+    /// The data loader settings of this run on `device`.
+    pub fn loader(&self, device: Device) -> crate::data::LoaderConfig {
         crate::data::LoaderConfig {
             batch_size: self.batch_size,
             image_size: self.image_size,
@@ -156,6 +161,9 @@ impl TrainConfig {
             seed: self.seed,
             iou_threshold: self.match_iou,
             prefetch: 2,
+            photometric_on_device: self
+                .photometric_on_device
+                .unwrap_or_else(|| device.is_cuda()),
         }
     }
 

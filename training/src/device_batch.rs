@@ -12,7 +12,7 @@ use retinaface::ModelContract;
 use tch::{Device, Kind, Tensor};
 
 use crate::data::Batch;
-use crate::data::augment::normalise_on_device;
+use crate::data::augment::{PHOTOMETRIC_ROW, normalise_on_device, photometric_on_device};
 
 /// One batch on the training device, with what the metrics need to know about it.
 pub struct DeviceBatch {
@@ -66,9 +66,15 @@ impl DeviceBatch {
     /// Only the images of `batch`, as `[N, 3, S, S]` normalised on `device` (what BatchNorm
     /// calibration needs).
     pub fn images(batch: &Batch, size: i64, contract: &ModelContract, device: Device) -> Tensor {
-        let images = Tensor::from_slice(&batch.images)
+        let mut images = Tensor::from_slice(&batch.images)
             .view([batch.batch_size as i64, 3, size, size])
             .to_device(device);
+        if !batch.photometric.is_empty() {
+            let rows = Tensor::from_slice(&batch.photometric)
+                .view([batch.batch_size as i64, PHOTOMETRIC_ROW as i64])
+                .to_device(device);
+            images = photometric_on_device(&images, &rows, contract.color_order);
+        }
         normalise_on_device(&images, contract)
     }
 }
@@ -154,6 +160,7 @@ mod tests {
             batch_size: 2,
             skipped: 0,
             faces: 2,
+            photometric: Vec::new(),
         }
     }
 

@@ -141,6 +141,9 @@ struct TrainArgs {
     distill: Option<f64>,
     #[arg(long)]
     checkpoint_every: Option<usize>,
+    /// Photometric distortion on the training device: true or false (default: true on CUDA).
+    #[arg(long)]
+    photometric_on_device: Option<bool>,
     #[arg(long)]
     threads: Option<usize>,
     /// Classification loss (default ce-ohem, the reference recipe).
@@ -233,6 +236,9 @@ impl TrainArgs {
         }
         if self.init_partial {
             c.init_partial = true;
+        }
+        if self.photometric_on_device.is_some() {
+            c.photometric_on_device = self.photometric_on_device;
         }
         if self.level_channels.is_some() {
             c.level_channels = self.level_channels;

@@ -223,7 +223,7 @@ fn run(config: TrainConfig, resume: bool) -> anyhow::Result<TrainSummary> {
     net.freeze_backbone = config.freeze_backbone;
     let contract = Arc::new(net.config.contract.clone());
     let freeze_bn = config.freeze_batch_norm;
-    let loader = config.loader();
+    let loader = config.loader(device);
     let per_epoch = batches_per_epoch(samples.len(), config.batch_size);
     let size = config.image_size as i64;
     if net.config.folded_batch_norm {

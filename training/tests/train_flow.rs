@@ -167,7 +167,7 @@ fn overfit_one_batch(
     let batch = epoch_batches(
         load_samples(&config).unwrap(),
         contract.clone(),
-        &config.loader(),
+        &config.loader(Device::Cpu),
         0,
         0,
     )
@@ -744,4 +744,16 @@ fn describe_reports_the_size_and_cost_of_a_config_and_a_model() {
     assert!(big > small && big < small * 5 / 4, "{small} → {big}");
     let half = describe(&["--model", path(&published), "--size", "320"]);
     assert_eq!(half["macs"].as_u64().unwrap() * 4, small);
+}
+
+#[test]
+fn photometric_distortion_can_run_on_the_training_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let labels = make_dataset(&dir.path().join("set"), 480);
+    let run = dir.path().join("run");
+    quick_train(&labels, &run, &["--photometric-on-device", "true"]);
+    let saved = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    assert!(saved.contains("photometric_on_device = true"), "{saved}");
+    let loss = loss_column(&run.join("metrics.csv"));
+    assert!(loss.iter().all(|l| l.is_finite()), "{loss:?}");
 }

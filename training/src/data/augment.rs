@@ -31,6 +31,8 @@ pub struct Augmented {
     pub image: RgbImage,
     /// Faces in the augmented image, normalised to 0..1 of its width and height.
     pub faces: Vec<FaceAnnotation>,
+    /// The photometric distortion left for the training device ([`augment_deferring`]).
+    pub photometric: Option<Photometric>,
 }
 
 /// Crop side as a fraction of the image's short side; smaller crops zoom in on small faces.
@@ -64,6 +66,20 @@ pub fn augment(
     contract: &ModelContract,
     rng: &mut impl Rng,
 ) -> Augmented {
+    augment_deferring(image, faces, size, contract, rng, false)
+}
+
+/// [`augment`], but with `defer_photometric` the photometric distortion is drawn (the same
+/// random draws) and returned instead of applied: the training device applies it to the batch
+/// ([`photometric_on_device`]), taking the loader's costliest per-pixel step off the workers.
+pub fn augment_deferring(
+    image: &RgbImage,
+    faces: &[FaceAnnotation],
+    size: u32,
+    contract: &ModelContract,
+    rng: &mut impl Rng,
+    defer_photometric: bool,
+) -> Augmented {
     let cropped = random_square_crop(image, faces, rng);
     let cropped_ok = cropped.is_some();
     let (mut img, mut faces) = cropped.unwrap_or_else(|| (image.clone(), faces.to_vec()));
@@ -71,7 +87,7 @@ pub fn augment(
     // The distortion is per pixel: it runs on whichever of the crop and the output is smaller
     // (a full-size crop of a 1024-px photo has 2.5× the pixels of a 640² input). The reference
     // always distorts the crop; the difference is only in how resampling mixes clamped values.
-    let distort_first = img.width().max(img.height()) <= size;
+    let distort_first = img.width().max(img.height()) <= size && !defer_photometric;
     if distort_first {
         photometric.apply(&mut img);
     }
@@ -88,6 +104,7 @@ pub fn augment(
         return Augmented {
             image: RgbImage::from_pixel(size, size, mean_colour(contract)),
             faces: Vec::new(),
+            photometric: None,
         };
     }
     let mut resized = if (w, h) == (size, size) {
@@ -95,7 +112,7 @@ pub fn augment(
     } else {
         resize(&img, size, filter)
     };
-    if !distort_first {
+    if !distort_first && !defer_photometric {
         photometric.apply(&mut resized);
     }
     let faces = faces
@@ -109,6 +126,7 @@ pub fn augment(
     Augmented {
         image: resized,
         faces,
+        photometric: defer_photometric.then_some(photometric),
     }
 }
 
@@ -241,8 +259,8 @@ fn shift_into(face: &FaceAnnotation, roi: [f32; 4]) -> FaceAnnotation {
 
 /// Random brightness, contrast, saturation and hue changes, each applied with probability ½.
 /// Half of the time contrast comes first, otherwise last, as in the reference.
-#[derive(Debug, Clone, Copy)]
-struct Photometric {
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Photometric {
     contrast_first: bool,
     brightness: Option<f32>,
     contrast: Option<f32>,
@@ -298,6 +316,88 @@ impl Photometric {
         adjust_saturation_and_hue(img, self.saturation.unwrap_or(1.0), self.hue.unwrap_or(0.0));
         apply_table(img, &after);
     }
+}
+
+impl Photometric {
+    /// The row [`photometric_on_device`] reads: contrast first (0/1), brightness shift,
+    /// contrast factor, saturation factor, hue rotation in degrees; absent changes are their
+    /// identity (0, 1, 1, 0).
+    pub fn row(&self) -> [f32; PHOTOMETRIC_ROW] {
+        [
+            f32::from(u8::from(self.contrast_first)),
+            self.brightness.unwrap_or(0.0),
+            self.contrast.unwrap_or(1.0),
+            self.saturation.unwrap_or(1.0),
+            self.hue.unwrap_or(0.0),
+        ]
+    }
+}
+
+/// Values per image in [`Photometric::row`].
+pub const PHOTOMETRIC_ROW: usize = 5;
+
+/// Applies per-image photometric distortions (`rows [N, 5]`, [`Photometric::row`]) to a u8
+/// batch `[N, 3, H, W]` in the contract's channel order, on its device: brightness (and contrast
+/// when it comes first), the HSV saturation/hue step, then contrast when it comes last, each
+/// rounded to 0..255 as the worker's lookup tables and HSV step do. Agrees with the worker path
+/// within one level per value (ties round to even here, away from zero there). Returns u8.
+pub fn photometric_on_device(
+    images: &tch::Tensor,
+    rows: &tch::Tensor,
+    order: ColorOrder,
+) -> tch::Tensor {
+    use tch::{Kind, Tensor};
+    let n = images.size()[0];
+    let col = |i: i64| rows.select(1, i).view([n, 1, 1, 1]);
+    let (contrast_first, beta, alpha, saturation, hue) = (col(0), col(1), col(2), col(3), col(4));
+    // (tch: `a.where_self(&condition, &b)` is `condition ? a : b`.)
+    let first = contrast_first.gt(0.5);
+    let identity = alpha.ones_like();
+    let before_alpha = alpha.where_self(&first, &identity);
+    let after_alpha = identity.where_self(&first, &alpha);
+    let level = |x: Tensor| x.round().clamp(0.0, 255.0);
+    let x = images.to_kind(Kind::Float);
+    let x = level(level(x + &beta) * &before_alpha);
+    // RGB planes from the contract's order.
+    let plane = |k: usize| {
+        let c = (0..3)
+            .find(|&c| rgb_index_of_channel(order, c) == k)
+            .expect("every colour has a channel") as i64;
+        x.narrow(1, c, 1)
+    };
+    let (r, g, b) = (plane(0), plane(1), plane(2));
+    let max = r.maximum(&g).maximum(&b);
+    let min = r.minimum(&g).minimum(&b);
+    let chroma = &max - &min;
+    let safe = chroma.clamp_min(1e-6);
+    let from_g =
+        ((&b - &r) / &safe + 2.0).where_self(&max.eq_tensor(&g), &((&r - &g) / &safe + 4.0));
+    let sector = ((&g - &b) / &safe).where_self(&max.eq_tensor(&r), &from_g);
+    let grey = chroma.le(0.0);
+    let h = sector.zeros_like().where_self(&grey, &(&sector * 60.0));
+    let s = chroma
+        .zeros_like()
+        .where_self(&grey, &(&chroma / max.clamp_min(1e-6)));
+    // New hue and saturation; back to RGB by the closed form of the piecewise inverse:
+    // channel(n) = v − v·s·clamp(min(k, 4 − k), 0, 1), k = (n + h/60) mod 6, n = 5, 3, 1.
+    let h = (h + &hue).remainder(360.0);
+    let s = (s * &saturation).clamp(0.0, 1.0);
+    let v = &max;
+    let channel = |m: f64| {
+        let k = (&h / 60.0 + m).remainder(6.0);
+        let ramp = k.minimum(&(-&k + 4.0)).clamp(0.0, 1.0);
+        v - v * &s * ramp
+    };
+    let rgb = [channel(5.0), channel(3.0), channel(1.0)];
+    // Back to the contract's order; the worker rounds half up after clamping.
+    let planes: Vec<Tensor> = (0..3)
+        .map(|c| {
+            let k = rgb_index_of_channel(order, c);
+            (rgb[k].clamp(0.0, 255.0) + 0.5).floor()
+        })
+        .collect();
+    let x = Tensor::cat(&planes, 1);
+    level(x * &after_alpha).to_kind(Kind::Uint8)
 }
 
 /// The table that leaves every value as it is.
@@ -606,6 +706,70 @@ mod tests {
         let a = augment(&img, &faces, 32, &c, &mut ChaCha8Rng::seed_from_u64(9));
         let b = augment(&img, &faces, 32, &c, &mut ChaCha8Rng::seed_from_u64(9));
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn photometric_distortion_on_the_device_matches_the_workers() {
+        // Colourful pixels: every hue sector, greys, black and white.
+        let img = RgbImage::from_fn(96, 64, |x, y| {
+            let v = (x * 37 + y * 91) as u8;
+            match (x + y) % 5 {
+                0 => Rgb([v, v, v]),
+                1 => Rgb([255, v, 0]),
+                2 => Rgb([v, 255 - v, (y * 4) as u8]),
+                3 => Rgb([0, 0, 0]),
+                _ => Rgb([(x * 2) as u8, (y * 3) as u8, v]),
+            }
+        });
+        let mut changed = 0;
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        for order in [ColorOrder::Bgr, ColorOrder::Rgb] {
+            for _ in 0..30 {
+                let p = Photometric::draw(&mut rng);
+                let mut cpu = img.clone();
+                p.apply(&mut cpu);
+                let mut want = Vec::new();
+                append_planar(&cpu, order, &mut want);
+                let mut planar = Vec::new();
+                append_planar(&img, order, &mut planar);
+                let input = tch::Tensor::from_slice(&planar).view([1, 3, 64, 96]);
+                let rows = tch::Tensor::from_slice(&p.row()).view([1, 5]);
+                let got: Vec<u8> =
+                    Vec::try_from(photometric_on_device(&input, &rows, order).flatten(0, -1))
+                        .unwrap();
+                let off: Vec<i32> = got
+                    .iter()
+                    .zip(&want)
+                    .map(|(&a, &b)| i32::from(a) - i32::from(b))
+                    .collect();
+                let worst = off.iter().map(|d| d.abs()).max().unwrap();
+                let differing = off.iter().filter(|d| **d != 0).count();
+                assert!(worst <= 1, "{p:?} {order:?}: off by {worst}");
+                // Ties: the hue step often lands on exact halves (integer inputs), where the two
+                // formulas differ in the last bit.
+                assert!(
+                    differing * 25 < off.len(),
+                    "{p:?}: {differing} values differ"
+                );
+                if want != planar {
+                    changed += 1;
+                }
+            }
+        }
+        assert!(changed > 30, "only {changed} of 60 draws changed the image");
+    }
+
+    #[test]
+    fn deferring_the_distortion_draws_the_same_randomness() {
+        let img = gradient(90, 70);
+        let faces = [face([20.0, 20.0, 50.0, 50.0])];
+        let c = ModelContract::default();
+        let (mut r1, mut r2) = (ChaCha8Rng::seed_from_u64(4), ChaCha8Rng::seed_from_u64(4));
+        let a = augment(&img, &faces, 64, &c, &mut r1);
+        let b = augment_deferring(&img, &faces, 64, &c, &mut r2, true);
+        assert_eq!(a.faces, b.faces);
+        assert!(a.photometric.is_none() && b.photometric.is_some());
+        assert_eq!(r1.random::<u64>(), r2.random::<u64>());
     }
 
     #[test]

@@ -22,7 +22,7 @@ use rand_chacha::ChaCha8Rng;
 use retinaface::ModelContract;
 use retinaface::priors::{self, Prior};
 
-use super::augment::{append_planar, augment};
+use super::augment::{append_planar, augment_deferring};
 use super::labels::Sample;
 use crate::targets::match_priors;
 
@@ -55,6 +55,9 @@ pub struct Batch {
     pub skipped: usize,
     /// Faces in the batch after augmentation (positives need not be this many).
     pub faces: usize,
+    /// `batch_size × 5` photometric distortions left for the training device
+    /// ([`super::augment::Photometric::row`]); empty when the workers applied them.
+    pub photometric: Vec<f32>,
 }
 
 #[cfg(test)]
@@ -87,6 +90,9 @@ pub struct LoaderConfig {
     pub iou_threshold: f32,
     /// Finished batches that may wait for the consumer beyond one per worker; bounds memory.
     pub prefetch: usize,
+    /// Leave the photometric distortion to the training device (same draws, see
+    /// [`super::augment::photometric_on_device`]).
+    pub photometric_on_device: bool,
 }
 
 impl Default for LoaderConfig {
@@ -98,6 +104,7 @@ impl Default for LoaderConfig {
             seed: 0,
             iou_threshold: 0.35,
             prefetch: 4,
+            photometric_on_device: false,
         }
     }
 }
@@ -239,6 +246,7 @@ fn build_batch(work: &Work, index: usize) -> Batch {
         batch_size: 0,
         skipped: 0,
         faces: 0,
+        photometric: Vec::new(),
     };
     for position in positions {
         if work.stop.load(Ordering::Relaxed) {
@@ -255,7 +263,17 @@ fn build_batch(work: &Work, index: usize) -> Batch {
             }
         };
         let mut rng = sample_rng(config.seed, work.epoch, sample_index);
-        let augmented = augment(&image, &sample.faces, size, &work.contract, &mut rng);
+        let augmented = augment_deferring(
+            &image,
+            &sample.faces,
+            size,
+            &work.contract,
+            &mut rng,
+            config.photometric_on_device,
+        );
+        if let Some(p) = &augmented.photometric {
+            batch.photometric.extend(p.row());
+        }
         let targets = match_priors(
             &augmented.faces,
             &work.priors,
@@ -425,6 +443,7 @@ mod tests {
             seed: 42,
             iou_threshold: 0.35,
             prefetch: 1,
+            photometric_on_device: false,
         }
     }
 
