@@ -14,20 +14,19 @@
 //! for both stages: the batches carry targets per prior, not the faces, so the second stage is
 //! not re-matched against the refined boxes (SRN re-matches them at a higher IoU).
 
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 use super::{LossConfig, LossTerms, Targets, multibox_loss};
 use crate::model::Outputs;
-use crate::model::srn::{FILTER_FACE_PROBABILITY, FirstStage};
+use crate::model::srn::{FILTER_FACE_PROBABILITY, FirstStage, anchor_growth};
 
 /// The refined anchors `[N, P, 4]` (cx, cy, w, h): `priors [P, 4]` moved by the first stage's
 /// offsets `first_loc [N, P, 4]` (the decoder's formulas, growth clamped like the export's).
 pub fn refined_anchors(priors: &Tensor, first_loc: &Tensor, variances: [f32; 2]) -> Tensor {
-    let (v0, v1) = (f64::from(variances[0]), f64::from(variances[1]));
-    let limit = super::iou::MAX_LOG_SCALE;
+    let v0 = f64::from(variances[0]);
     let p = priors.unsqueeze(0);
     let centre = p.narrow(-1, 0, 2) + first_loc.narrow(-1, 0, 2) * v0 * p.narrow(-1, 2, 2);
-    let size = p.narrow(-1, 2, 2) * (first_loc.narrow(-1, 2, 2) * v1).clamp(-limit, limit).exp();
+    let size = p.narrow(-1, 2, 2) * anchor_growth(first_loc, variances[1]);
     Tensor::cat(&[centre, size], -1)
 }
 
@@ -42,12 +41,9 @@ pub fn second_stage_targets(
     first_loc: &Tensor,
     variances: [f32; 2],
 ) -> (Tensor, Tensor) {
-    let limit = super::iou::MAX_LOG_SCALE;
     let (n, p) = (loc.size()[0], loc.size()[1]);
     let centre = first_loc.narrow(-1, 0, 2);
-    let grow = (first_loc.narrow(-1, 2, 2) * f64::from(variances[1]))
-        .clamp(-limit, limit)
-        .exp();
+    let grow = anchor_growth(first_loc, variances[1]);
     let box_t = Tensor::cat(
         &[
             (loc.narrow(-1, 0, 2) - &centre) / &grow,
@@ -105,7 +101,7 @@ pub fn srn_loss(
         total: one.total + two.total,
         boxes: one.boxes + two.boxes,
         classes: one.classes + two.classes,
-        landmarks: two.landmarks + one.landmarks.to_kind(Kind::Float),
+        landmarks: two.landmarks + one.landmarks,
     }
 }
 

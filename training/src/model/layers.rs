@@ -392,10 +392,7 @@ impl Ops for TensorOps {
     ) -> super::Outputs<Tensor> {
         let l1 = &first.loc;
         let (n, p) = (l1.size()[0], l1.size()[1]);
-        let limit = crate::loss::iou::MAX_LOG_SCALE;
-        let grow = (l1.narrow(-1, 2, 2) * f64::from(size_variance))
-            .clamp(-limit, limit)
-            .exp();
+        let grow = super::srn::anchor_growth(l1, size_variance);
         let centre = l1.narrow(-1, 0, 2) + second.loc.narrow(-1, 0, 2) * &grow;
         let size = l1.narrow(-1, 2, 2) + second.loc.narrow(-1, 2, 2);
         let landmarks = (second.landmarks.reshape([n, p, 5, 2]) * grow.unsqueeze(2)

@@ -19,6 +19,17 @@ use super::layers::{ConvSpec, ConvUnit, Ops};
 /// A first-stage face probability below this filters the anchor out of the second stage.
 pub const FILTER_FACE_PROBABILITY: f32 = 0.01;
 
+/// How much the first stage grows each anchor's width and height: `exp(v₁·first_loc[2..4])`,
+/// `[N, P, 2]`, with the exponent clamped to ±[`crate::loss::iou::MAX_LOG_SCALE`] so that an
+/// untrained first stage cannot overflow it. Training and inference refine with this one value
+/// (the exported graph clips the same way).
+pub fn anchor_growth(first_loc: &tch::Tensor, size_variance: f32) -> tch::Tensor {
+    let limit = crate::loss::iou::MAX_LOG_SCALE;
+    (first_loc.narrow(-1, 2, 2) * f64::from(size_variance))
+        .clamp(-limit, limit)
+        .exp()
+}
+
 /// First-stage outputs over all priors: box offsets `[N, P, 4]` against the static priors and
 /// one face logit `[N, P, 1]`.
 pub struct FirstStage<T> {
