@@ -278,14 +278,6 @@ struct EvalArgs {
 }
 
 /// A trainer model (.safetensors) or an ONNX model (imported).
-fn load_model(path: &Path, device: Device) -> anyhow::Result<RetinaFace> {
-    if path.extension().is_some_and(|e| e == "onnx") {
-        import_onnx(path, device)
-    } else {
-        RetinaFace::load(path, device)
-    }
-}
-
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Train(args) => {
@@ -309,7 +301,7 @@ fn main() -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&report)?);
         }
         Command::Eval(args) => {
-            let net = load_model(&args.model, parse_device(&args.device)?)?;
+            let net = RetinaFace::load_any(&args.model, parse_device(&args.device)?)?;
             match (&args.labels, &args.widerface, &args.gt) {
                 (Some(labels), _, _) => {
                     let images = args.images.clone().unwrap_or_else(|| {
@@ -339,7 +331,7 @@ fn main() -> anyhow::Result<()> {
             }
         }
         Command::Export { model, output } => {
-            let net = load_model(&model, Device::Cpu)?;
+            let net = RetinaFace::load_any(&model, Device::Cpu)?;
             export_onnx(&net, &output)?;
             println!(
                 "exported {} ({} backbone) to {}",
@@ -358,7 +350,7 @@ fn main() -> anyhow::Result<()> {
                 "--size {size}: give a side between 32 and 8192 pixels"
             );
             let net = match (model, config) {
-                (Some(model), _) => load_model(&model, Device::Cpu)?,
+                (Some(model), _) => RetinaFace::load_any(&model, Device::Cpu)?,
                 (None, Some(config)) => RetinaFace::new(
                     TrainConfig::from_toml_file(&config)?.model_config(),
                     Device::Cpu,
@@ -400,7 +392,7 @@ fn main() -> anyhow::Result<()> {
             device,
             images,
         } => {
-            let net = load_model(&model, parse_device(&device)?)?;
+            let net = RetinaFace::load_any(&model, parse_device(&device)?)?;
             let params = InferParams {
                 confidence_threshold,
                 nms_threshold,

@@ -47,15 +47,6 @@ pub struct TrainSummary {
     pub rows: Vec<MetricsRow>,
 }
 
-/// The `init` model as it is (its own architecture).
-pub fn load_init(path: &Path, device: Device) -> anyhow::Result<RetinaFace> {
-    if path.extension().is_some_and(|e| e == "onnx") {
-        crate::onnx_io::import::import_onnx(path, device)
-    } else {
-        RetinaFace::load(path, device)
-    }
-}
-
 /// The network a new run starts from.
 pub fn initial_network(config: &TrainConfig, device: Device) -> anyhow::Result<RetinaFace> {
     let scratch = || -> anyhow::Result<RetinaFace> {
@@ -69,7 +60,7 @@ pub fn initial_network(config: &TrainConfig, device: Device) -> anyhow::Result<R
     let Some(init) = &config.init else {
         return scratch();
     };
-    let source = load_init(init, device)?;
+    let source = RetinaFace::load_any(init, device)?;
     if config.init_partial {
         let mut net = scratch()?;
         let report = crate::model::grow::copy_matching(&source, &mut net)?;
@@ -262,7 +253,7 @@ fn run(config: TrainConfig, resume: bool) -> anyhow::Result<TrainSummary> {
         // The starting model, loaded afresh and never updated: the teacher. (Checked: `init`
         // is set.) BatchNorm statistics of imported models are exact as imported.
         let init = config.init.as_ref().context("distill needs init")?;
-        let teacher = load_init(init, device)?;
+        let teacher = RetinaFace::load_any(init, device)?;
         if net.config.head == crate::model::HeadKind::Srn
             || teacher.config.head == crate::model::HeadKind::Srn
         {

@@ -506,6 +506,16 @@ impl RetinaFace {
         Ok(model)
     }
 
+    /// A model as it is, whatever its form: a `.onnx` export (imported) or a `.safetensors`
+    /// checkpoint of this trainer with its `.json` beside it.
+    pub fn load_any(path: &Path, device: Device) -> anyhow::Result<Self> {
+        if path.extension().is_some_and(|e| e == "onnx") {
+            crate::onnx_io::import::import_onnx(path, device)
+        } else {
+            Self::load(path, device)
+        }
+    }
+
     /// Biases the class heads so that an untrained network scores every prior as a face with
     /// probability `p` (RetinaNet's prior initialisation, π = 0.01 there). With the focal loss
     /// every prior contributes to the classification term; starting at p = 0.5, the tens of
