@@ -17,6 +17,11 @@ pub struct FaceRecord {
     pub id: Option<u64>,
     /// Left eye, right eye, nose, left and right mouth corner; empty when absent.
     pub landmarks: Vec<[f64; 2]>,
+    /// Frames since the frame this face's box was measured on: 0 when detected on this very
+    /// frame; more when carried (`interval`), predicted by the tracker, or found by an `async`
+    /// detector on an earlier frame. `None` when the producer does not say (or, in the
+    /// trainer's `detect`, a still image).
+    pub since_detection: Option<u64>,
 }
 
 impl FaceRecord {
@@ -45,8 +50,14 @@ impl FaceRecord {
         }
     }
 
-    /// The record of a detected `face` (score and landmarks as detected) with track `id`.
+    /// The record of a detected `face` (score and landmarks as detected) with track `id`,
+    /// measured on this very frame when `since_detection` is 0.
     pub fn from_face(face: &Face, id: Option<u64>) -> Self {
+        Self::from_face_since(face, id, None)
+    }
+
+    /// [`Self::from_face`] with the frames since the face was measured.
+    pub fn from_face_since(face: &Face, id: Option<u64>, since_detection: Option<u64>) -> Self {
         Self {
             x: face.bbox[0] as f64,
             y: face.bbox[1] as f64,
@@ -59,6 +70,7 @@ impl FaceRecord {
                 .iter()
                 .map(|p| [p[0] as f64, p[1] as f64])
                 .collect(),
+            since_detection,
         }
     }
 }
@@ -77,9 +89,15 @@ mod tests {
         let record = FaceRecord::from_face(&face, Some(7));
         assert_eq!(
             serde_json::to_string(&record).unwrap(),
-            r#"{"x":10.0,"y":20.0,"width":40.0,"height":50.0,"score":0.5,"id":7,"landmarks":[[1.0,2.0],[3.0,4.0],[5.0,6.0],[7.0,8.0],[9.0,10.0]]}"#
+            r#"{"x":10.0,"y":20.0,"width":40.0,"height":50.0,"score":0.5,"id":7,"landmarks":[[1.0,2.0],[3.0,4.0],[5.0,6.0],[7.0,8.0],[9.0,10.0]],"since_detection":null}"#
         );
         assert_eq!(record.to_face(), face);
+        let carried = FaceRecord::from_face_since(&face, Some(7), Some(3));
+        assert!(
+            serde_json::to_string(&carried)
+                .unwrap()
+                .ends_with(r#""since_detection":3}"#)
+        );
         let anonymous = FaceRecord::from_face(&face, None);
         assert!(
             serde_json::to_string(&anonymous)

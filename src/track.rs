@@ -29,6 +29,14 @@
 //!   Frames the detector did not analyse ([`Tracker::predict`]) count for neither.
 //! - IDs: `u64`, starting at 1, handed out in order of confirmation, unique for the life of a
 //!   [`Tracker`] and never reused, [`Tracker::reset`] included (see there).
+//! - Late detections: a detector that never waits for its model (`async`) hands over faces
+//!   found some frames before the one they arrive with. [`Tracker::update_delayed`] takes them
+//!   as what they are: detections of that earlier frame. The tracker keeps its state as it was
+//!   before each of the last [`HISTORY`] frames; it goes back to the detection's frame,
+//!   associates there (the tracks as they were then, not as they are predicted now: a face
+//!   walking 10 px a frame is 100 px from a 10-frame-old detection), and moves every track
+//!   forward again, frame by frame, to the current one. Between two results only predictions
+//!   happen, so nothing but predictions is redone.
 //!
 //! What is output (a [`TrackedFace`] per confirmed track, sorted by ID) is a *display estimate*,
 //! kept next to the filter: on an analysed frame where the track is matched it is the matched
@@ -59,8 +67,14 @@ const STD_WEIGHT_VELOCITY: f32 = 1.0 / 160.0;
 /// Fixed-point scale of the IoU weights given to the integer Kuhn–Munkres solver.
 const IOU_SCALE: f32 = 1.0e6;
 
-/// Largest smoothing factor used; 1 would freeze the output on analysed frames.
-const MAX_SMOOTHING: f32 = 0.99;
+/// Largest smoothing factor used; 1 would freeze the output on analysed frames. The tracker
+/// element's `smoothing` property takes its maximum from here.
+pub const MAX_SMOOTHING: f32 = 0.99;
+
+/// Frames of state kept for [`Tracker::update_delayed`]: a detection older than this is taken
+/// as if it were found on the current frame. 256 frames is 8.5 s at 30 fps, longer than any
+/// model run a live stream can wait for.
+pub const HISTORY: usize = 256;
 
 /// Tracker settings. The defaults are provisional, ByteTrack-like values, to be tuned by
 /// measurement.
@@ -137,6 +151,11 @@ pub struct TrackedFace {
     pub missed: u32,
     /// Frames (analysed or not) since the track's first detection; 0 on that frame.
     pub age: u32,
+    /// Frames since the frame of the detection this track was last matched with: 0 when its
+    /// box was measured on this very frame, more when it is predicted (frames the detector
+    /// skipped, a detection that arrived late). How far the face may have moved from where the
+    /// box says grows with it.
+    pub since_detection: u32,
 }
 
 /// One coordinate's constant-velocity filter: state `(p, v)`, covariance `[[pp, pv], [pv, vv]]`.
@@ -324,6 +343,7 @@ struct Track {
     hits: u32,
     missed: u32,
     age: u32,
+    since_detection: u32,
     /// Matched on the current analysed frame.
     matched: bool,
 }
@@ -337,6 +357,7 @@ impl Track {
             hits: 1,
             missed: 0,
             age: 0,
+            since_detection: 0,
             matched: true,
         }
     }
@@ -358,6 +379,7 @@ impl Track {
             std::array::from_fn(|i| after[i] - before[i]),
         );
         self.age = self.age.saturating_add(1);
+        self.since_detection = self.since_detection.saturating_add(1);
     }
 
     fn hit(&mut self, det: &Face, smoothing: f32) {
@@ -381,6 +403,7 @@ impl Track {
         }
         self.hits = self.hits.saturating_add(1);
         self.missed = 0;
+        self.since_detection = 0;
         self.matched = true;
     }
 
@@ -403,6 +426,7 @@ impl Track {
             hits: self.hits,
             missed: self.missed,
             age: self.age,
+            since_detection: self.since_detection,
         }
     }
 }
@@ -414,6 +438,9 @@ pub struct Tracker {
     tracks: Vec<Track>,
     /// The ID the next confirmed track gets.
     next_id: u64,
+    /// `tracks` as they were before each of the last [`HISTORY`] frames, oldest first: the
+    /// last entry is the state before the previous call.
+    history: std::collections::VecDeque<Vec<Track>>,
 }
 
 impl Default for Tracker {
@@ -428,6 +455,7 @@ impl Tracker {
             config,
             tracks: Vec::new(),
             next_id: 1,
+            history: std::collections::VecDeque::new(),
         }
     }
 
@@ -448,6 +476,24 @@ impl Tracker {
     /// from 1 again makes a new `Tracker`.
     pub fn reset(&mut self) {
         self.tracks.clear();
+        self.history.clear();
+    }
+
+    /// Frames of history [`Self::update_delayed`] can go back (at most [`HISTORY`]).
+    pub fn history_len(&self) -> usize {
+        self.history.len()
+    }
+
+    /// Keeps the state before the frame about to be processed, reusing the oldest entry's
+    /// allocation once the history is full.
+    fn remember(&mut self) {
+        let mut entry = if self.history.len() >= HISTORY {
+            self.history.pop_front().unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        entry.clone_from(&self.tracks);
+        self.history.push_back(entry);
     }
 
     /// Live tracks, tentative and lost ones included.
@@ -459,15 +505,15 @@ impl Tracker {
         self.tracks.is_empty()
     }
 
-    /// Tentative tracks (not confirmed yet, so without an ID) that were matched on the last
+    /// Tentative tracks (not confirmed yet, so `id` is 0) that were matched on the last
     /// analysed frame, at their current estimate. A display that must not lose a detected face
     /// (blurring) shows these too: a new face is covered from its first detection, and gets its
     /// ID once confirmed.
-    pub fn tentative(&self) -> Vec<Face> {
+    pub fn tentative(&self) -> Vec<TrackedFace> {
         self.tracks
             .iter()
             .filter(|t| !t.confirmed() && t.missed == 0)
-            .map(|t| t.display)
+            .map(Track::output)
             .collect()
     }
 
@@ -475,6 +521,7 @@ impl Tracker {
     /// confirmed tracks with `missed <= output_missed` at their predicted positions
     /// (`fresh == false`), sorted by ID.
     pub fn predict(&mut self) -> Vec<TrackedFace> {
+        self.remember();
         for t in &mut self.tracks {
             t.matched = false;
             t.step();
@@ -489,6 +536,7 @@ impl Tracker {
     /// tracks. Returns the confirmed tracks matched on this frame (`fresh == true`) and those
     /// with `1 <= missed <= output_missed` at their predicted positions, sorted by ID.
     pub fn update(&mut self, detections: &[Face]) -> Vec<TrackedFace> {
+        self.remember();
         let cfg = self.config;
         let smoothing = cfg.smoothing_factor();
         let mut high = Vec::new();
@@ -557,6 +605,30 @@ impl Tracker {
         }
         self.next_id = next_id;
         self.output()
+    }
+
+    /// A frame carrying detections that were found `age` frames before it (0: on this frame,
+    /// which is [`Self::update`]). The tracks go back to their state before that frame, are
+    /// associated and updated there as [`Self::update`] does, then move forward `age` frames
+    /// as [`Self::predict`] does, so the result is what the tracker would have output had the
+    /// detections arrived on their own frame and been predicted since. The matched tracks come
+    /// out with `fresh == false` and `since_detection == age` (their boxes are predictions).
+    /// Detections older than the history (a reset in between, or more than [`HISTORY`] frames)
+    /// are taken as found on this frame.
+    pub fn update_delayed(&mut self, detections: &[Face], age: usize) -> Vec<TrackedFace> {
+        if age == 0 || age > self.history.len() {
+            return self.update(detections);
+        }
+        // The state before the detection's frame; the entries after it are rewritten by the
+        // replay below (each step remembers the state before it).
+        let at = self.history.len() - age;
+        self.history.truncate(at + 1);
+        self.tracks = self.history.pop_back().unwrap_or_default();
+        let mut out = self.update(detections);
+        for _ in 0..age {
+            out = self.predict();
+        }
+        out
     }
 
     /// Matches `tracks` (indices) with the unused `dets`, marking what is used.
@@ -972,7 +1044,8 @@ mod tests {
         };
         assert!(t.update(&[face(10.0)]).is_empty(), "not confirmed yet");
         assert_eq!(t.tentative().len(), 1, "but shown");
-        assert_eq!(t.tentative()[0].bbox, face(10.0).bbox);
+        assert_eq!(t.tentative()[0].face.bbox, face(10.0).bbox);
+        assert_eq!(t.tentative()[0].id, 0, "no ID yet");
         assert!(t.predict().is_empty());
         assert_eq!(
             t.tentative().len(),
@@ -1188,6 +1261,110 @@ mod tests {
         });
         assert!(t.update(&[]).is_empty());
         assert!(t.is_empty(), "one miss is more than max_missed 0");
+    }
+
+    /// A face walking 12 px a frame (40 px wide), detected every 10th frame, whose detections
+    /// arrive `lag` frames after their frame (an async detector).
+    fn walker(frame: u32) -> Face {
+        face(100.0 + 12.0 * frame as f32, 200.0, 40.0, 40.0, 0.9)
+    }
+
+    #[test]
+    fn a_late_detection_is_matched_where_the_track_was_on_its_frame() {
+        // The track knows the face's velocity; a detection 6 frames old lies 72 px (almost two
+        // face widths) behind the face's predicted box, so matched at the current frame it would
+        // not overlap and start a second track. Matched on its own frame it keeps the ID.
+        let lag = 6;
+        let mut t = Tracker::new(cfg());
+        // Every frame detected at first: the filter learns the velocity.
+        for frame in 0..30 {
+            t.update(&[walker(frame)]);
+        }
+        assert_eq!(ids(&t.predict()), [1]);
+        let mut frame = 31;
+        for _ in 0..3 {
+            // Frames frame..frame+lag−1 pass with predictions; the detection of `frame` arrives
+            // with frame + lag.
+            for _ in 0..lag {
+                t.predict();
+            }
+            let out = t.update_delayed(&[walker(frame)], lag);
+            assert_eq!(ids(&out), [1], "frame {frame}: same track, no second one");
+            assert_eq!(t.len(), 1);
+            assert_eq!(out[0].since_detection, lag as u32);
+            assert!(!out[0].fresh, "a prediction, measured {lag} frames ago");
+            // Predicted forward with the track's velocity: where the face is now (within a
+            // few px of the filter's velocity error), not 72 px behind.
+            let now = walker(frame + lag as u32);
+            assert_close(
+                out[0].face.bbox,
+                now.bbox,
+                6.0,
+                "moved to the current frame",
+            );
+            frame += lag as u32 + 1;
+        }
+    }
+
+    #[test]
+    fn a_late_detection_gives_what_it_would_have_given_on_its_own_frame() {
+        // Two trackers see the same frames; one gets each detection on its frame, the other
+        // `lag` frames later. After the late one arrives they agree exactly, tentative tracks,
+        // confirmation and IDs included.
+        // A detection every 10th frame; the face (40 px wide, 2 px a frame) enters at frame 20.
+        let detections = |frame: u32| {
+            if frame >= 20 {
+                vec![face(100.0 + 2.0 * frame as f32, 200.0, 40.0, 40.0, 0.9)]
+            } else {
+                Vec::new()
+            }
+        };
+        for lag in [1u32, 3, 9] {
+            let (mut on_time, mut late) = (Tracker::new(cfg()), Tracker::new(cfg()));
+            for frame in 0..60u32 {
+                let expect = if frame % 10 == 0 {
+                    on_time.update(&detections(frame))
+                } else {
+                    on_time.predict()
+                };
+                let got = if frame >= lag && (frame - lag) % 10 == 0 {
+                    late.update_delayed(&detections(frame - lag), lag as usize)
+                } else {
+                    late.predict()
+                };
+                // Between the late arrival and the next detection both have seen the same.
+                if frame % 10 >= lag {
+                    assert_eq!(got, expect, "lag {lag}, frame {frame}");
+                    assert_eq!(
+                        late.tentative(),
+                        on_time.tentative(),
+                        "lag {lag}, frame {frame}"
+                    );
+                }
+            }
+            assert_eq!(ids(&late.predict()), [1], "lag {lag}: one confirmed face");
+        }
+    }
+
+    #[test]
+    fn a_detection_older_than_the_history_counts_as_found_now() {
+        let mut t = Tracker::new(cfg());
+        t.update(&[walker(0)]);
+        t.update(&[walker(1)]);
+        assert_eq!(t.history_len(), 2);
+        // After a reset nothing is remembered: the face is taken where the detection says.
+        t.reset();
+        assert_eq!(t.history_len(), 0);
+        assert!(t.update_delayed(&[walker(5)], 4).is_empty());
+        let out = t.tentative();
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].face.bbox, walker(5).bbox);
+        assert_eq!(out[0].since_detection, 0);
+        // The history is bounded.
+        for _ in 0..HISTORY + 10 {
+            t.predict();
+        }
+        assert_eq!(t.history_len(), HISTORY);
     }
 
     #[test]

@@ -72,9 +72,11 @@ fn blur_follows_the_face_right_after_a_seek() {
 
     // Play a stretch without faces (so the detector carries "no faces"), then seek into the face.
     // interval=1000: without a reset on seek, "no faces" would be carried for the whole check.
+    // motion-margin=0: the blur stays on the box, so "far from the face" is checked exactly (the
+    // area's growth with the result's age is tested in tests/async_track.rs).
     let seeker = Seeker::new(
         "retinafacedetect interval=1000 ! tee name=t t. ! queue ! appsink name=raw sync=false \
-         t. ! queue ! retinafaceoverlay mode=blur",
+         t. ! queue ! retinafaceoverlay mode=blur motion-margin=0",
     );
     seeker.seek(NO_FACE_AT);
     seeker.pull(3, NO_FACE_AT);

@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use facemeta::Provenance;
 use gst::prelude::*;
 use gst_video::prelude::*;
 use retinaface::{Face, TrackerConfig};
@@ -287,13 +288,29 @@ fn labels_show_the_track_id() {
     }
 }
 
-/// A buffer of the harness's caps carrying `faces` as the detector writes them.
+/// A buffer of the harness's caps carrying `faces` as the detector writes them: found on this
+/// frame when `analysed`, else carried from the frame before.
 fn detector_buffer(faces: &[Face], analysed: bool, pts_ms: u64) -> gst::Buffer {
+    let provenance = if analysed {
+        Provenance::analysed(Some(gst::ClockTime::from_mseconds(pts_ms)))
+    } else {
+        Provenance {
+            analysed: false,
+            new_result: false,
+            detected_pts: Some(gst::ClockTime::from_mseconds(pts_ms.saturating_sub(33))),
+            result_age: Some(1),
+        }
+    };
+    buffer_with(faces, provenance, pts_ms)
+}
+
+/// A buffer of the harness's caps carrying `faces` with `provenance`.
+fn buffer_with(faces: &[Face], provenance: Provenance, pts_ms: u64) -> gst::Buffer {
     let mut buffer = gst::Buffer::with_size(640 * 480 * 3).unwrap();
     {
         let b = buffer.get_mut().unwrap();
         b.set_pts(gst::ClockTime::from_mseconds(pts_ms));
-        facemeta::attach_detections(b, faces, analysed, 640, 480);
+        facemeta::attach_detections(b, faces, provenance, 640, 480);
     }
     buffer
 }
@@ -380,6 +397,76 @@ fn harness_predicts_carried_frames_and_flush_resets() {
     let out = step(&mut h, &[], true, ms + 66);
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].id, Some(2));
+}
+
+/// An async detector's result, attached to a buffer some frames after the one it was found on:
+/// the element finds that frame by its pts (not by the detector's count, which frames dropped
+/// in between would make wrong), matches there, and moves the track to the current frame. A
+/// face walking 20 px a frame is 80 px (two face widths) from a 4-frame-old detection: matched
+/// at the current frame, it would start a second track.
+#[test]
+fn harness_takes_a_late_result_as_a_detection_of_its_own_frame() {
+    init();
+    let mut h = gst_check::Harness::new("retinafacetrack");
+    h.set_src_caps_str("video/x-raw,format=RGB,width=640,height=480,framerate=30/1");
+    let face = |k: u64| {
+        let x = 20.0 + 20.0 * k as f32;
+        Face {
+            bbox: [x, 100.0, x + 40.0, 140.0],
+            score: 0.9,
+            landmarks: [[x + 20.0, 120.0]; 5],
+        }
+    };
+    let ms = |k: u64| 33 * k;
+    let push = |h: &mut gst_check::Harness, buffer: gst::Buffer| {
+        h.push(buffer).unwrap();
+        let out = h.pull().expect("a buffer within 60 s");
+        (facemeta::read(&out), facemeta::provenance(&out))
+    };
+    // Every frame analysed for 6 frames: confirmed, velocity known.
+    for k in 0..6 {
+        push(&mut h, detector_buffer(&[face(k)], true, ms(k)));
+    }
+    // Then results come late: found on frame j − 4, attached to frame j (10, 14, 18, …); the
+    // frames in between carry the last result.
+    for j in 6..30u64 {
+        if j >= 10 && (j - 10) % 4 == 0 {
+            let found = j - 4;
+            let late = Provenance {
+                analysed: false,
+                new_result: true,
+                detected_pts: Some(gst::ClockTime::from_mseconds(ms(found))),
+                // Wrong on purpose (as if frames had been dropped before the tracker): the
+                // pts decides.
+                result_age: Some(9),
+            };
+            let (out, provenance) = push(&mut h, buffer_with(&[face(found)], late, ms(j)));
+            assert_eq!(provenance, Some(late), "passed on as the detector wrote it");
+            assert_eq!(out.len(), 1, "frame {j}: {out:?}");
+            assert_eq!(out[0].id, Some(1), "frame {j}: the same track");
+            assert_eq!(out[0].since_detection, Some(4), "found 4 frames before");
+            // Moved on to where the face is now (80 px on), within the filter's velocity
+            // error, not left where it was found.
+            let (then, now) = (face(found).bbox[0] as f64, face(j).bbox[0] as f64);
+            let moved = (out[0].x - then) / (now - then);
+            assert!(
+                (0.75..=1.25).contains(&moved),
+                "frame {j}: x {} (found at {then}, now at {now})",
+                out[0].x
+            );
+        } else {
+            let last = if j < 10 { 5 } else { j - (j - 10) % 4 - 4 };
+            let carried = Provenance {
+                analysed: false,
+                new_result: false,
+                detected_pts: Some(gst::ClockTime::from_mseconds(ms(last))),
+                result_age: Some(j - last),
+            };
+            let (out, _) = push(&mut h, buffer_with(&[face(last)], carried, ms(j)));
+            assert_eq!(out.len(), 1, "frame {j}: {out:?}");
+            assert_eq!(out[0].id, Some(1), "frame {j}");
+        }
+    }
 }
 
 #[test]

@@ -64,10 +64,20 @@ fn interval_carries_faces_between_model_runs() {
     // The model ran on frames 0, 5, 10, …: one message each.
     assert_eq!(fifth.messages.len(), n.div_ceil(5));
     assert_eq!(every.messages.len(), n);
-    // Skipped frames carry exactly the faces of the last processed frame: nothing blinks.
+    // Skipped frames carry exactly the faces of the last processed frame: nothing blinks. Each
+    // says how many frames ago it was found.
     let faces = fifth.faces();
-    for (i, f) in faces.iter().enumerate() {
-        assert_eq!(f, &faces[i - i % 5], "frame {i}");
+    for (i, frame) in faces.iter().enumerate() {
+        let analysed = &faces[i - i % 5];
+        assert_eq!(frame.len(), analysed.len(), "frame {i}");
+        for (f, a) in frame.iter().zip(analysed) {
+            assert_eq!(f.since_detection, Some((i % 5) as u64), "frame {i}");
+            let found_then = FaceRecord {
+                since_detection: a.since_detection.map(|_| (i % 5) as u64),
+                ..a.clone()
+            };
+            assert_eq!(f, &found_then, "frame {i}");
+        }
     }
     assert_eq!(
         with_faces(&fifth),

@@ -7,7 +7,7 @@
 #![allow(dead_code)]
 
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 #[path = "first_sample.rs"]
 mod first_sample;
@@ -261,7 +261,7 @@ fn lcg(state: &mut u32) -> u32 {
 }
 
 impl Scene {
-    fn background(&self) -> Vec<u8> {
+    pub fn background(&self) -> Vec<u8> {
         let mut rng = 0x5eed_u32;
         let mut bg = vec![0u8; self.width * self.height * 3];
         for y in 0..self.height {
@@ -280,7 +280,7 @@ impl Scene {
     }
 
     /// Frame `k`: the background with the sprites pasted.
-    fn render(&self, k: usize, sprites: &[Sprite], bg: &[u8], out: &mut [u8]) {
+    pub fn render(&self, k: usize, sprites: &[Sprite], bg: &[u8], out: &mut [u8]) {
         out.copy_from_slice(bg);
         for a in &self.actors {
             let Some((ox, oy)) = (a.path)(k) else {
@@ -375,6 +375,47 @@ pub struct RunOutput {
 /// Renders `scene` into `appsrc ! {chain} ! appsink` and collects the faces of every frame.
 /// `chain` is e.g. `retinafacedetect interval=3 confidence-threshold=0.1 ! retinafacetrack`.
 pub fn run_scene(scene: &Scene, sprites: &[Sprite], chain: &str) -> RunOutput {
+    let faces = Arc::new(Mutex::new(Vec::new()));
+    let collected = faces.clone();
+    let secs = push_scene(
+        scene,
+        sprites,
+        chain,
+        Duration::ZERO,
+        |_| {},
+        move |buffer| collected.lock().unwrap().push(facemeta::read(&buffer)),
+    );
+    let faces = std::mem::take(&mut *faces.lock().unwrap());
+    assert_eq!(
+        faces.len(),
+        scene.frames,
+        "{}: one output per frame",
+        scene.name
+    );
+    RunOutput {
+        fps: scene.frames as f64 / secs,
+        faces,
+    }
+}
+
+/// Pts of frame `k` of a scene (30 frames/s).
+pub fn scene_pts(k: usize) -> gst::ClockTime {
+    gst::ClockTime::from_nseconds(k as u64 * 1_000_000_000 / 30)
+}
+
+/// Renders `scene` into `appsrc ! {chain} ! appsink`, a frame at most every `pace` (zero: as
+/// fast as the pipeline takes them), and hands every output buffer to `on_output` (on the
+/// streaming thread). `prepare` sees the pipeline before it starts (probes, bus handlers).
+/// Returns the seconds from start to end of stream; panics on an error or when the stream
+/// does not end within 300 s.
+pub fn push_scene(
+    scene: &Scene,
+    sprites: &[Sprite],
+    chain: &str,
+    pace: Duration,
+    prepare: impl FnOnce(&gst::Pipeline),
+    mut on_output: impl FnMut(gst::Buffer) + Send + 'static,
+) -> f64 {
     let description = format!(
         "appsrc name=src format=time block=true max-bytes={} caps=video/x-raw,format=RGB,width={},height={},framerate=30/1 ! {chain} ! appsink name=sink sync=false",
         scene.width * scene.height * 3 * 2,
@@ -395,22 +436,16 @@ pub fn run_scene(scene: &Scene, sprites: &[Sprite], chain: &str) -> RunOutput {
         .unwrap()
         .downcast::<gst_app::AppSink>()
         .unwrap();
-    let faces = Arc::new(Mutex::new(Vec::new()));
-    {
-        let faces = faces.clone();
-        sink.set_callbacks(
-            gst_app::AppSinkCallbacks::builder()
-                .new_sample(move |s| {
-                    let sample = s.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                    faces
-                        .lock()
-                        .unwrap()
-                        .push(facemeta::read(sample.buffer().unwrap()));
-                    Ok(gst::FlowSuccess::Ok)
-                })
-                .build(),
-        );
-    }
+    sink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |s| {
+                let sample = s.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                on_output(sample.buffer_owned().unwrap());
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+    prepare(&pipeline);
     let bg = scene.background();
     let size = scene.width * scene.height * 3;
     pipeline.set_state(gst::State::Playing).unwrap();
@@ -419,13 +454,16 @@ pub fn run_scene(scene: &Scene, sprites: &[Sprite], chain: &str) -> RunOutput {
         let mut buffer = gst::Buffer::with_size(size).unwrap();
         {
             let b = buffer.get_mut().unwrap();
-            b.set_pts(gst::ClockTime::from_nseconds(k as u64 * 1_000_000_000 / 30));
+            b.set_pts(scene_pts(k));
             b.set_duration(gst::ClockTime::from_nseconds(1_000_000_000 / 30));
             let mut map = b.map_writable().unwrap();
             scene.render(k, sprites, &bg, &mut map);
         }
         if src.push_buffer(buffer).is_err() {
             break;
+        }
+        if !pace.is_zero() {
+            std::thread::sleep(pace);
         }
     }
     let _ = src.end_of_stream();
@@ -435,23 +473,13 @@ pub fn run_scene(scene: &Scene, sprites: &[Sprite], chain: &str) -> RunOutput {
             gst::ClockTime::from_seconds(300),
             &[gst::MessageType::Eos, gst::MessageType::Error],
         )
-        .expect("EOS within 300 s");
+        .unwrap_or_else(|| panic!("{description}: no end of stream within 300 s"));
+    let secs = start.elapsed().as_secs_f64();
+    pipeline.set_state(gst::State::Null).unwrap();
     if let gst::MessageView::Error(e) = msg.view() {
         panic!("{description}: {} ({:?})", e.error(), e.debug());
     }
-    let secs = start.elapsed().as_secs_f64();
-    pipeline.set_state(gst::State::Null).unwrap();
-    let faces = std::mem::take(&mut *faces.lock().unwrap());
-    assert_eq!(
-        faces.len(),
-        scene.frames,
-        "{}: one output per frame",
-        scene.name
-    );
-    RunOutput {
-        fps: scene.frames as f64 / secs,
-        faces,
-    }
+    secs
 }
 
 /// The tracker run directly on recorded per-frame detections, analysing every `interval`-th

@@ -1,5 +1,5 @@
 //! The face metadata schema shared by every element of the plugin: [`attach_detections`] /
-//! [`attach_tracked`] are the one writer, [`read`] / [`analysed`] the one reader.
+//! [`attach_tracked`] are the one writer, [`read`] / [`provenance`] the one reader.
 //!
 //! One `GstVideoRegionOfInterestMeta` per face, following Intel DL Streamer's conventions:
 //!
@@ -29,16 +29,28 @@
 //! back to it when a ROI has lost its params. Its structure: `ids` (int array, ROI ids),
 //! `scores` (double array), `points` (double array, 10 per ROI id, ROI-relative as above; empty
 //! when the producer had no landmarks), `object_ids` (uint64 array, the track ID per ROI id,
-//! 0 = none), and `analysed` (boolean, see below).
+//! 0 = none), `since_detection` (uint64 array, per ROI id: frames since the frame its box was
+//! measured on, 0 = this one), and the frame-level fields below.
 //!
-//! **Analysed or carried.** `analysed` = true when the detector ran the model on this very frame,
-//! false when the frame carries faces from an earlier one (`interval` > 1: the detector repeats
-//! its last faces, the tracker moves them along its motion model). It is a frame-level fact, so
-//! it lives in the backup meta, which the writer attaches to *every* buffer it handles, faces or
-//! not (an analysed frame without faces is what ends a track). Any consumer can read it: the
-//! custom meta named [`BACKUP_META`] (`gst_buffer_get_custom_meta`), field `analysed`; here
+//! **Which result a buffer carries** ([`Provenance`]). Frame-level facts, so they live in the
+//! backup meta, which the writer attaches to *every* buffer it handles, faces or not (an
+//! analysed frame without faces is what ends a track):
+//! - `analysed` (boolean): the detector ran the model on this very frame. False when the frame
+//!   carries faces found on an earlier one: `interval` > 1 repeats the last faces, and in `async`
+//!   mode a result comes back while later buffers pass, so it is attached to a later buffer.
+//! - `new_result` (boolean): this buffer is the first to carry its detection result. True on
+//!   every analysed buffer, and in `async` mode on the buffer a result arrives with; false on
+//!   the buffers after it that carry the same result again.
+//! - `detected_pts` (uint64, ns; absent when that frame had none): the pts of the frame the
+//!   result was found on.
+//! - `result_age` (uint64; absent before the first result): buffers the detector passed since
+//!   that frame (0 = this one).
+//!
+//! The tracker takes a new result as detections of the frame it was found on (see
+//! `retinafacetrack`), and passes these fields on unchanged. Any consumer can read them: the
+//! custom meta named [`BACKUP_META`] (`gst_buffer_get_custom_meta`); here [`provenance`] and
 //! [`analysed`]. A buffer without the backup meta (another producer) reads as unknown (`None`);
-//! the tracker treats it as analysed.
+//! the tracker treats it as a new result found on that frame.
 
 use gst::prelude::*;
 use gst_base::prelude::*;
@@ -65,6 +77,31 @@ pub fn register_backup_meta() {
 /// the JSON schema of one face (`retinafacejson`, the trainer's `detect`).
 pub use retinaface::FaceRecord;
 
+/// Which detection result a buffer carries, and how old it is (see the module documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Provenance {
+    /// The detector ran the model on this very frame.
+    pub analysed: bool,
+    /// This buffer is the first to carry its result.
+    pub new_result: bool,
+    /// pts of the frame the result was found on.
+    pub detected_pts: Option<gst::ClockTime>,
+    /// Buffers the detector passed since that frame (0 = this one); `None` before any result.
+    pub result_age: Option<u64>,
+}
+
+impl Provenance {
+    /// Faces found on this very frame, whose pts is `pts`.
+    pub fn analysed(pts: Option<gst::ClockTime>) -> Self {
+        Self {
+            analysed: true,
+            new_result: true,
+            detected_pts: pts,
+            result_age: Some(0),
+        }
+    }
+}
+
 /// Integer ROI rectangle `(x, y, w, h)` covering `bbox` inside a `width`×`height` frame.
 fn roi_rect(bbox: &[f32; 4], width: u32, height: u32) -> (u32, u32, u32, u32) {
     let clamp = |v: f32, max: u32| (v.round().max(0.0) as u32).min(max);
@@ -81,68 +118,72 @@ fn roi_rect(bbox: &[f32; 4], width: u32, height: u32) -> (u32, u32, u32, u32) {
     )
 }
 
-/// Attaches faces found by analysing this very frame (`analysed` = true, no track IDs): the
-/// short form of [`attach_detections`].
+/// Attaches faces found by analysing this very frame (no track IDs): the short form of
+/// [`attach_detections`].
 pub fn attach(buffer: &mut gst::BufferRef, faces: &[Face], width: u32, height: u32) {
-    attach_detections(buffer, faces, true, width, height);
+    let provenance = Provenance::analysed(buffer.pts());
+    attach_detections(buffer, faces, provenance, width, height);
 }
 
 /// Attaches the detector's faces to `buffer` (a `width`×`height` frame): one ROI meta per face
-/// and the backup meta, which also records whether the model ran on this frame (`analysed`) or
-/// the faces are carried from an earlier one.
+/// and the backup meta, which also records which result they are and how old
+/// (`provenance`); every face is as old as the result.
 pub fn attach_detections(
     buffer: &mut gst::BufferRef,
     faces: &[Face],
-    analysed: bool,
+    provenance: Provenance,
     width: u32,
     height: u32,
 ) {
+    let since = provenance.result_age.unwrap_or(0);
     write(
         buffer,
-        faces.iter().map(|f| (f, None)),
+        faces.iter().map(|f| (f, None, since)),
         true,
-        analysed,
+        provenance,
         (width, height),
     );
 }
 
-/// Attaches tracked faces (with their IDs as `object_id`), then faces whose tracks are not
-/// confirmed yet (no `object_id`), to `buffer`; `analysed` is passed on from the detector.
+/// Attaches tracked faces to `buffer`: confirmed ones with their IDs as `object_id`, tentative
+/// ones (`id` 0, not confirmed yet) without; `provenance` is passed on from the detector.
 /// `landmarks` = false leaves the landmarks out (the tracker's input had none, so its landmarks
 /// would be made up).
 pub fn attach_tracked(
     buffer: &mut gst::BufferRef,
     faces: &[TrackedFace],
-    unconfirmed: &[Face],
-    analysed: bool,
+    provenance: Provenance,
     landmarks: bool,
     width: u32,
     height: u32,
 ) {
     write(
         buffer,
-        faces
-            .iter()
-            .map(|t| (&t.face, Some(t.id)))
-            .chain(unconfirmed.iter().map(|f| (f, None))),
+        faces.iter().map(|t| {
+            (
+                &t.face,
+                (t.id != 0).then_some(t.id),
+                t.since_detection as u64,
+            )
+        }),
         landmarks,
-        analysed,
+        provenance,
         (width, height),
     );
 }
 
-/// The one writer: ROI metas with params, then the backup meta (always, for `analysed`).
+/// The one writer: ROI metas with params, then the backup meta (always, for the provenance).
 fn write<'a>(
     buffer: &mut gst::BufferRef,
-    faces: impl Iterator<Item = (&'a Face, Option<u64>)>,
+    faces: impl Iterator<Item = (&'a Face, Option<u64>, u64)>,
     with_landmarks: bool,
-    analysed: bool,
+    provenance: Provenance,
     (width, height): (u32, u32),
 ) {
     let (fw, fh) = (width as f64, height as f64);
-    let (mut ids, mut scores, mut all_points, mut object_ids) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for (index, (face, object_id)) in faces.enumerate() {
+    let (mut ids, mut scores, mut all_points, mut object_ids, mut since_detection) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (index, (face, object_id, since)) in faces.enumerate() {
         let id = index as i32;
         let rect = roi_rect(&face.bbox, width, height);
         let b = face.bbox.map(f64::from);
@@ -158,6 +199,7 @@ fn write<'a>(
         ids.push(id);
         scores.push(face.score as f64);
         object_ids.push(object_id.unwrap_or(0));
+        since_detection.push(since);
         let mut meta = VideoRegionOfInterestMeta::add(buffer, ROI_TYPE, rect);
         meta.set_id(id);
         meta.add_param(detection);
@@ -193,7 +235,15 @@ fn write<'a>(
             s.set("scores", gst::Array::new(scores));
             s.set("points", gst::Array::new(all_points));
             s.set("object_ids", gst::Array::new(object_ids));
-            s.set("analysed", analysed);
+            s.set("since_detection", gst::Array::new(since_detection));
+            s.set("analysed", provenance.analysed);
+            s.set("new_result", provenance.new_result);
+            if let Some(pts) = provenance.detected_pts {
+                s.set("detected_pts", pts.nseconds());
+            }
+            if let Some(age) = provenance.result_age {
+                s.set("result_age", age);
+            }
         }
         // Only when the plugin was not initialised; the ROI params still carry the faces.
         Err(_) => gst::warning!(gst::CAT_RUST, "{BACKUP_META} is not registered"),
@@ -221,8 +271,25 @@ pub fn remove(buffer: &mut gst::BufferRef) {
 /// Whether the detector analysed this frame (true) or it carries faces from an earlier one
 /// (false); `None` when the buffer has no backup meta (not from this plugin's detector).
 pub fn analysed(buffer: &gst::BufferRef) -> Option<bool> {
+    provenance(buffer).map(|p| p.analysed)
+}
+
+/// Which result `buffer` carries and how old it is; `None` when the buffer has no backup meta
+/// (not from this plugin's detector). A backup meta without `new_result` (an older writer)
+/// reads as new exactly when analysed.
+pub fn provenance(buffer: &gst::BufferRef) -> Option<Provenance> {
     let meta = gst::meta::CustomMeta::from_buffer(buffer, BACKUP_META).ok()?;
-    meta.structure().get::<bool>("analysed").ok()
+    let s = meta.structure();
+    let analysed = s.get::<bool>("analysed").ok()?;
+    Some(Provenance {
+        analysed,
+        new_result: s.get::<bool>("new_result").unwrap_or(analysed),
+        detected_pts: s
+            .get::<u64>("detected_pts")
+            .ok()
+            .map(gst::ClockTime::from_nseconds),
+        result_age: s.get::<u64>("result_age").ok(),
+    })
 }
 
 /// The backup meta's per-face arrays, parsed once per buffer.
@@ -232,6 +299,7 @@ struct Backup {
     scores: Vec<f64>,
     points: Vec<f64>,
     object_ids: Vec<u64>,
+    since_detection: Vec<u64>,
 }
 
 impl Backup {
@@ -251,6 +319,7 @@ impl Backup {
             scores: array(s, "scores"),
             points: array(s, "points"),
             object_ids: array(s, "object_ids"),
+            since_detection: array(s, "since_detection"),
         })
     }
 
@@ -273,6 +342,10 @@ impl Backup {
             .get(self.index(id)?)
             .copied()
             .filter(|v| *v != 0)
+    }
+
+    fn since_detection(&self, id: i32) -> Option<u64> {
+        self.since_detection.get(self.index(id)?).copied()
     }
 }
 
@@ -332,21 +405,25 @@ pub fn read(buffer: &gst::BufferRef) -> Vec<FaceRecord> {
                 score,
                 id,
                 landmarks,
+                since_detection: backup.since_detection(m.id()),
             }
         })
         .collect()
 }
 
 /// The one writer of the per-frame element message (`retinafacedetect`'s `retinaface`,
-/// `retinafacetrack`'s `retinaface-track`): `running-time`, `pts`, `analysed` and `faces`, a list
-/// of `face` structures (`id` when tracked, `x`, `y`, `width`, `height`, `score`, `fresh`:
-/// matched to a detection on this frame, `landmarks`: 10 doubles), all in buffer pixels.
-/// Posted by `element` about `buffer`, whose running time comes from the element's segment.
+/// `retinafacetrack`'s `retinaface-track`): `running-time`, `pts`, the [`Provenance`] as
+/// `analysed`, `new-result`, `detected-pts` (pts of the frame the result was found on) and
+/// `result-age` (frames; the last two absent when unknown), and `faces`, a list of `face`
+/// structures (`id` when tracked, `x`, `y`, `width`, `height`, `score`, `fresh`: matched to a
+/// detection on this frame, `since-detection`: frames since its box was measured, `landmarks`:
+/// 10 doubles), all in buffer pixels. Posted by `element` about `buffer`, whose running time
+/// comes from the element's segment.
 pub fn post_message(
     element: &gst_base::BaseTransform,
     name: &str,
     buffer: &gst::BufferRef,
-    analysed: bool,
+    provenance: Provenance,
     faces: impl Iterator<Item = (FaceRecord, bool)>,
 ) {
     let pts = buffer.pts();
@@ -366,6 +443,7 @@ pub fn post_message(
                 .field("height", f.height)
                 .field_if_some("score", f.score)
                 .field("fresh", fresh)
+                .field_if_some("since-detection", f.since_detection)
                 .field(
                     "landmarks",
                     gst::Array::new(f.landmarks.iter().flatten().copied()),
@@ -376,7 +454,10 @@ pub fn post_message(
     let s = gst::Structure::builder(name)
         .field("running-time", running_time)
         .field("pts", pts)
-        .field("analysed", analysed)
+        .field("analysed", provenance.analysed)
+        .field("new-result", provenance.new_result)
+        .field_if_some("detected-pts", provenance.detected_pts)
+        .field_if_some("result-age", provenance.result_age)
         .field("faces", gst::List::new(list))
         .build();
     let _ = element.post_message(gst::message::Element::builder(s).src(element).build());
@@ -397,6 +478,16 @@ mod tests {
                 [22.0, 60.0],
                 [38.0, 60.0],
             ],
+        }
+    }
+
+    /// A buffer carrying a result found 5 frames earlier, at 1 s.
+    fn carried() -> Provenance {
+        Provenance {
+            analysed: false,
+            new_result: false,
+            detected_pts: Some(gst::ClockTime::from_seconds(1)),
+            result_age: Some(5),
         }
     }
 
@@ -427,6 +518,8 @@ mod tests {
         assert!((det.get::<f64>("x_min").unwrap() - 0.102).abs() < 1e-6);
         assert!(meta.param(OBJECT_ID).is_none());
         assert_eq!(analysed(&buffer), Some(true));
+        assert_eq!(f.since_detection, Some(0), "measured on this frame");
+        assert_eq!(provenance(&buffer), Some(Provenance::analysed(None)));
     }
 
     #[test]
@@ -434,9 +527,16 @@ mod tests {
         init();
         for flag in [true, false] {
             let mut buffer = gst::Buffer::new();
-            attach_detections(buffer.get_mut().unwrap(), &[], flag, 100, 100);
+            let written = Provenance {
+                analysed: flag,
+                new_result: flag,
+                detected_pts: None,
+                result_age: None,
+            };
+            attach_detections(buffer.get_mut().unwrap(), &[], written, 100, 100);
             assert!(read(&buffer).is_empty());
             assert_eq!(analysed(&buffer), Some(flag));
+            assert_eq!(provenance(&buffer), Some(written));
         }
         assert_eq!(
             analysed(&gst::Buffer::new()),
@@ -455,14 +555,14 @@ mod tests {
             hits: 3,
             missed: 0,
             age: 2,
+            since_detection: 0,
         };
         let big = i32::MAX as u64 + 5;
         let mut buffer = gst::Buffer::new();
         attach_tracked(
             buffer.get_mut().unwrap(),
-            &[tracked(7), tracked(big)],
-            &[tracked(0).face],
-            false,
+            &[tracked(7), tracked(big), tracked(0)],
+            carried(),
             true,
             100,
             100,
@@ -490,6 +590,7 @@ mod tests {
             "int64 past i32, not wrapped"
         );
         assert_eq!(analysed(&buffer), Some(false));
+        assert_eq!(provenance(&buffer), Some(carried()));
     }
 
     #[test]
@@ -505,8 +606,9 @@ mod tests {
                 hits: 3,
                 missed: 0,
                 age: 2,
+                since_detection: 4,
             };
-            attach_tracked(buf, &[t], &[], false, true, 100, 100);
+            attach_tracked(buf, &[t], carried(), true, 100, 100);
         }
         // What videoscale's ROI transform leaves: a new ROI with the same rectangle and id and no
         // params (the backup meta is copied as is).
@@ -527,7 +629,8 @@ mod tests {
         assert_eq!(faces, read(&buffer));
         assert_eq!(faces[0].id, Some(42));
         assert_eq!(faces[0].score, Some(0.875));
-        assert_eq!(analysed(&scaled), Some(false));
+        assert_eq!(faces[0].since_detection, Some(4));
+        assert_eq!(provenance(&scaled), Some(carried()));
     }
 
     #[test]
@@ -557,9 +660,11 @@ mod tests {
             hits: 1,
             missed: 0,
             age: 0,
+            since_detection: 0,
         };
         let mut buffer = gst::Buffer::new();
-        attach_tracked(buffer.get_mut().unwrap(), &[t], &[], true, false, 100, 100);
+        let provenance = Provenance::analysed(None);
+        attach_tracked(buffer.get_mut().unwrap(), &[t], provenance, false, 100, 100);
         let faces = read(&buffer);
         assert!(faces[0].landmarks.is_empty());
         assert_eq!(faces[0].score, Some(0.875));

@@ -163,8 +163,10 @@ struct State {
     frames: u64,
     /// Faces of the last processed frame, repeated on skipped frames so nothing blinks.
     last_faces: Vec<Face>,
+    /// The frame `last_faces` were found on; `None` before the first result.
+    last_detected: Option<FrameStamp>,
     /// Async mode: the frame handed to the engine, until its faces are collected.
-    pending: Option<Pending>,
+    pending: Option<(Pending, FrameStamp)>,
     /// Regions and frame size last checked against each other, so each problem is reported once.
     regions_checked: Option<(Vec<Rect>, u32, u32)>,
 }
@@ -176,9 +178,18 @@ impl State {
     fn reset_carried(&mut self) {
         self.frames = 0;
         self.last_faces.clear();
+        self.last_detected = None;
         // Its faces belong to the frames before the reset (dropping the tickets cancels it).
         self.pending = None;
     }
+}
+
+/// A frame the detector handled: its place in the count since the last reset, and its pts. What
+/// a result's age is measured from.
+#[derive(Debug, Clone, Copy)]
+struct FrameStamp {
+    index: u64,
+    pts: Option<gst::ClockTime>,
 }
 
 /// Properties that take effect only at the next start (READY → PAUSED).
@@ -567,6 +578,7 @@ impl BaseTransformImpl for RetinaFaceDetect {
             info: None,
             frames: 0,
             last_faces: Vec::new(),
+            last_detected: None,
             pending: None,
             regions_checked: None,
         });
@@ -669,13 +681,19 @@ impl BaseTransformImpl for RetinaFaceDetect {
         }
         // Whether the latency this element reports changed (told to the pipeline below).
         let mut latency_changed = async_ && self.latency.clear();
-        // Async: faces of an earlier frame that came back since the last buffer.
+        let this = FrameStamp {
+            index: state.frames,
+            pts: buf.pts(),
+        };
+        // Whether this buffer is the first to carry its result (async: faces of an earlier
+        // frame that came back since the last buffer; otherwise this frame's own).
         let mut arrived = false;
-        if let Some(pending) = state.pending.as_mut()
+        if let Some((pending, _)) = state.pending.as_mut()
             && let Some(result) = state.detector.try_collect(pending, &params)
         {
-            state.pending = None;
+            let (_, from) = state.pending.take().expect("collected");
             state.last_faces = result.map_err(detect_failed)?;
+            state.last_detected = Some(from);
             arrived = true;
         }
         let mut run_model = state.frames % interval.max(1) as u64 == 0;
@@ -697,6 +715,7 @@ impl BaseTransformImpl for RetinaFaceDetect {
                 // Nothing to look at on this frame: no faces, and nothing carried into it.
                 run_model = false;
                 state.last_faces.clear();
+                state.last_detected = Some(this);
                 analysed = true;
                 arrived = true;
             }
@@ -736,10 +755,11 @@ impl BaseTransformImpl for RetinaFaceDetect {
                         // Its own faces came back in time (e.g. nothing to look at).
                         Some(result) => {
                             state.last_faces = result.map_err(detect_failed)?;
+                            state.last_detected = Some(this);
                             analysed = true;
                             arrived = true;
                         }
-                        None => state.pending = Some(pending),
+                        None => state.pending = Some((pending, this)),
                     }
                 }
             } else {
@@ -749,11 +769,18 @@ impl BaseTransformImpl for RetinaFaceDetect {
                     .detect(&core_frame, &params)
                     .map_err(detect_failed)?;
                 latency_changed |= self.latency.record(started.elapsed());
+                state.last_detected = Some(this);
                 analysed = true;
                 arrived = true;
             }
         }
         let faces = state.last_faces.clone();
+        let provenance = facemeta::Provenance {
+            analysed,
+            new_result: arrived,
+            detected_pts: state.last_detected.and_then(|d| d.pts),
+            result_age: state.last_detected.map(|d| this.index - d.index),
+        };
         drop(guard);
         if latency_changed {
             gst::debug!(
@@ -766,13 +793,13 @@ impl BaseTransformImpl for RetinaFaceDetect {
                 .obj()
                 .post_message(gst::message::Latency::builder().src(&*self.obj()).build());
         }
-        // `analysed` tells consumers (the tracker) whether these faces were found on this frame
-        // or are carried from an earlier one. No latency is reported for the model: in sync
-        // mode the frame's own processing is not latency a live source must compensate, and in
+        // The provenance tells consumers (the tracker) whether these faces are a new result and
+        // which frame they were found on. No latency is reported for the model: in sync mode
+        // the frame's own processing is not latency a live source must compensate, and in
         // async mode a buffer only waits for the hand-over (a copy into slots).
-        facemeta::attach_detections(buf, &faces, analysed, info.width(), info.height());
+        facemeta::attach_detections(buf, &faces, provenance, info.width(), info.height());
         if post_messages && arrived {
-            self.post_faces(buf, &faces);
+            self.post_faces(buf, &faces, provenance);
         }
         Ok(gst::FlowSuccess::Ok)
     }
@@ -833,15 +860,17 @@ impl RetinaFaceDetect {
         state.regions_checked = Some(key);
     }
 
-    fn post_faces(&self, buf: &gst::BufferRef, faces: &[Face]) {
+    /// One message per new result, on the buffer that first carries it.
+    fn post_faces(&self, buf: &gst::BufferRef, faces: &[Face], provenance: facemeta::Provenance) {
         facemeta::post_message(
             self.obj().upcast_ref(),
             MESSAGE_NAME,
             buf,
-            true,
-            faces
-                .iter()
-                .map(|f| (facemeta::FaceRecord::from_face(f, None), true)),
+            provenance,
+            faces.iter().map(|f| {
+                let record = facemeta::FaceRecord::from_face_since(f, None, provenance.result_age);
+                (record, provenance.analysed)
+            }),
         );
     }
 }

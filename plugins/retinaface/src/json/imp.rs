@@ -145,6 +145,14 @@ struct Line<'a> {
     /// Whether the detector analysed this frame (false: faces carried from an earlier one);
     /// `null` when the producer does not say.
     analysed: Option<bool>,
+    /// Whether this frame is the first to carry its detection result (every analysed frame,
+    /// and in async mode the frame a result arrives with); `null` when the producer does not
+    /// say.
+    new_result: Option<bool>,
+    /// pts (ns) of the frame the faces were found on; `null` when unknown.
+    detected_pts: Option<u64>,
+    /// Frames since that one (0: this frame); `null` before the first result.
+    result_age: Option<u64>,
     faces: &'a [FaceRecord],
 }
 
@@ -292,6 +300,7 @@ impl BaseTransformImpl for RetinaFaceJson {
         buf: &gst::Buffer,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
         let faces = facemeta::read(buf);
+        let provenance = facemeta::provenance(buf);
         let (output, e) = {
             let mut guard = self.state.lock().unwrap();
             let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
@@ -301,7 +310,12 @@ impl BaseTransformImpl for RetinaFaceJson {
                 pts: buf.pts().map(gst::ClockTime::nseconds),
                 width: info.width(),
                 height: info.height(),
-                analysed: facemeta::analysed(buf),
+                analysed: provenance.map(|p| p.analysed),
+                new_result: provenance.map(|p| p.new_result),
+                detected_pts: provenance
+                    .and_then(|p| p.detected_pts)
+                    .map(gst::ClockTime::nseconds),
+                result_age: provenance.and_then(|p| p.result_age),
                 faces: &faces,
             };
             let mut text = serde_json::to_vec(&line).expect("plain numbers and arrays serialize");

@@ -19,6 +19,11 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     )
 });
 
+/// Most that `motion-margin` adds on each side, in face sizes: a face not detected for a long
+/// time (a very slow model, a large `interval`) blurs a region up to 9 face sizes wide, never
+/// the whole frame.
+const MAX_MOTION_GROWTH: f64 = 4.0;
+
 #[derive(Debug, Clone)]
 struct Settings {
     mode: Mode,
@@ -28,6 +33,7 @@ struct Settings {
     landmark_radius: u32,
     draw_landmarks: bool,
     margin: f64,
+    motion_margin: f64,
     blur_radius: u32,
     pixel_size: u32,
     draw_labels: bool,
@@ -45,6 +51,7 @@ impl Default for Settings {
             landmark_radius: 2,
             draw_landmarks: true,
             margin: 0.1,
+            motion_margin: 0.1,
             blur_radius: 0,
             pixel_size: 0,
             draw_labels: false,
@@ -124,6 +131,21 @@ impl ObjectImpl for RetinaFaceOverlay {
                     .default_value(d.margin)
                     .mutable_playing()
                     .build(),
+                glib::ParamSpecDouble::builder("motion-margin")
+                    .nick("Motion margin")
+                    .blurb(&format!(
+                        "Blur/pixelate: a face whose box was not measured on this very frame \
+                         (carried by interval, predicted by the tracker, found by an async \
+                         detector on an earlier frame) gets this fraction of its size more on \
+                         every side per frame since its detection, up to {MAX_MOTION_GROWTH} \
+                         sizes: it stays covered while it moves at most this fraction of its \
+                         size per frame away from its box. 0 = off"
+                    ))
+                    .minimum(0.0)
+                    .maximum(1.0)
+                    .default_value(d.motion_margin)
+                    .mutable_playing()
+                    .build(),
                 glib::ParamSpecUInt::builder("blur-radius")
                     .nick("Blur radius")
                     .blurb("Blur radius in pixels (0 = a sixth of the face size)")
@@ -173,6 +195,7 @@ impl ObjectImpl for RetinaFaceOverlay {
             "landmark-radius" => s.landmark_radius = value.get().unwrap(),
             "draw-landmarks" => s.draw_landmarks = value.get().unwrap(),
             "margin" => s.margin = value.get().unwrap(),
+            "motion-margin" => s.motion_margin = value.get().unwrap(),
             "blur-radius" => s.blur_radius = value.get().unwrap(),
             "pixel-size" => s.pixel_size = value.get().unwrap(),
             "draw-labels" => s.draw_labels = value.get().unwrap(),
@@ -197,6 +220,7 @@ impl ObjectImpl for RetinaFaceOverlay {
             "landmark-radius" => s.landmark_radius.to_value(),
             "draw-landmarks" => s.draw_landmarks.to_value(),
             "margin" => s.margin.to_value(),
+            "motion-margin" => s.motion_margin.to_value(),
             "blur-radius" => s.blur_radius.to_value(),
             "pixel-size" => s.pixel_size.to_value(),
             "draw-labels" => s.draw_labels.to_value(),
@@ -360,7 +384,9 @@ impl BaseTransformImpl for RetinaFaceOverlay {
                                 (_, _, 0) => (size / 8.0).max(2.0) as usize,
                                 (_, _, block) => block as usize,
                             };
-                        (rect.grow((size * settings.margin).round() as i64), strength)
+                        let margin = settings.margin
+                            + cover_growth(face.since_detection, settings.motion_margin);
+                        (rect.grow((size * margin).round() as i64), strength)
                     })
                     .collect();
                 let how = if settings.mode == Mode::Blur {
@@ -375,5 +401,26 @@ impl BaseTransformImpl for RetinaFaceOverlay {
             Mode::None => {}
         }
         Ok(gst::FlowSuccess::Ok)
+    }
+}
+
+/// How much wider, in face sizes on each side, the anonymised area of a face is for the frames
+/// since its box was measured: `per_frame` of its size per frame, at most
+/// [`MAX_MOTION_GROWTH`]. A face of unknown age (another producer) does not grow.
+fn cover_growth(since_detection: Option<u64>, per_frame: f64) -> f64 {
+    (since_detection.unwrap_or(0) as f64 * per_frame).min(MAX_MOTION_GROWTH)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cover_grows_with_the_frames_since_detection_up_to_a_bound() {
+        assert_eq!(cover_growth(Some(0), 0.1), 0.0, "detected on this frame");
+        assert_eq!(cover_growth(None, 0.1), 0.0, "unknown age");
+        assert!((cover_growth(Some(14), 0.1) - 1.4).abs() < 1e-12);
+        assert_eq!(cover_growth(Some(14), 0.0), 0.0, "off");
+        assert_eq!(cover_growth(Some(1000), 0.1), MAX_MOTION_GROWTH);
     }
 }

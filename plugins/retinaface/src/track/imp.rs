@@ -4,10 +4,13 @@ use glib::subclass::prelude::*;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 use gst_base::subclass::prelude::*;
+use std::collections::VecDeque;
+
+use retinaface::track::{HISTORY, MAX_SMOOTHING};
 use retinaface::{Face, FaceRecord, TrackedFace, Tracker, TrackerConfig};
 
 use super::MESSAGE_NAME;
-use crate::facemeta;
+use crate::facemeta::{self, Provenance};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -20,8 +23,6 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 /// Largest `confirm-hits`, `max-missed`, `output-missed`: beyond this many analysed frames a
 /// setting no longer means anything (minutes of video at any usual rate and interval).
 const MAX_FRAMES: u32 = 10_000;
-/// Largest `smoothing`: the tracker clamps to this (1 would freeze the boxes).
-const MAX_SMOOTHING: f32 = 0.99;
 
 #[derive(Debug, Clone, Copy, Default)]
 struct Settings {
@@ -38,6 +39,9 @@ struct State {
     /// Whether the faces coming in have landmarks; remembered from the last buffer with faces,
     /// so tracks predicted through frames without input faces are written the same way.
     landmarks: bool,
+    /// pts of the last frames handled, newest last (as many as the tracker's history): where a
+    /// late result's frame is found.
+    recent_pts: VecDeque<Option<gst::ClockTime>>,
 }
 
 impl State {
@@ -45,6 +49,34 @@ impl State {
     /// changes all come through here: a face before a seek is not the same face after it.
     fn reset(&mut self) {
         self.tracker.reset();
+        self.recent_pts.clear();
+    }
+
+    /// Frames between the one a new result was found on and this one (`pts`): found by its pts
+    /// among the frames handled here, so frames dropped or added between detector and tracker
+    /// do not shift it; the detector's own count when the pts is unknown.
+    fn result_age(&self, provenance: &Provenance, pts: Option<gst::ClockTime>) -> usize {
+        if let Some(detected) = provenance.detected_pts {
+            if pts == Some(detected) {
+                return 0;
+            }
+            if let Some(back) = self
+                .recent_pts
+                .iter()
+                .rev()
+                .position(|p| *p == Some(detected))
+            {
+                return back + 1;
+            }
+        }
+        provenance.result_age.unwrap_or(0) as usize
+    }
+
+    fn remember_pts(&mut self, pts: Option<gst::ClockTime>) {
+        if self.recent_pts.len() >= HISTORY {
+            self.recent_pts.pop_front();
+        }
+        self.recent_pts.push_back(pts);
     }
 }
 
@@ -225,6 +257,7 @@ impl BaseTransformImpl for RetinaFaceTrack {
             tracker: Tracker::new(config),
             info: None,
             landmarks: true,
+            recent_pts: VecDeque::new(),
         });
         Ok(())
     }
@@ -271,7 +304,8 @@ impl BaseTransformImpl for RetinaFaceTrack {
         } = *self.settings.lock().unwrap();
         let input = facemeta::read(buf);
         // Another producer does not say: each of its frames is taken as a fresh detection.
-        let analysed = facemeta::analysed(buf).unwrap_or(true);
+        let provenance =
+            facemeta::provenance(buf).unwrap_or_else(|| Provenance::analysed(buf.pts()));
         let mut guard = self.state.lock().unwrap();
         let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
         let (width, height) = state
@@ -283,37 +317,37 @@ impl BaseTransformImpl for RetinaFaceTrack {
             state.landmarks = input.iter().any(|f| !f.landmarks.is_empty());
         }
         state.tracker.set_config(config);
-        let tracked = if analysed {
+        // A new result (analysed here, or an async one found on an earlier frame) is a
+        // detection of the frame it was found on; a carried one only moves the tracks along.
+        let age = state.result_age(&provenance, buf.pts());
+        let mut faces = if provenance.new_result {
             let detections: Vec<Face> = input.iter().map(facemeta::FaceRecord::to_face).collect();
-            state.tracker.update(&detections)
+            state.tracker.update_delayed(&detections, age)
         } else {
             state.tracker.predict()
         };
+        state.remember_pts(buf.pts());
         // Faces seen but not confirmed yet are passed on without an ID, so nothing the detector
         // found goes missing downstream (a blur would otherwise leave a new face visible).
-        let unconfirmed = state.tracker.tentative();
+        faces.extend(state.tracker.tentative());
         let landmarks = state.landmarks;
         drop(guard);
         gst::trace!(
             CAT,
             imp = self,
-            "{} faces in ({}), {} tracked",
+            "{} faces in ({}, {age} frames old), {} out",
             input.len(),
-            if analysed { "analysed" } else { "carried" },
-            tracked.len()
+            if provenance.new_result {
+                "new result"
+            } else {
+                "carried"
+            },
+            faces.len()
         );
         facemeta::remove(buf);
-        facemeta::attach_tracked(
-            buf,
-            &tracked,
-            &unconfirmed,
-            analysed,
-            landmarks,
-            width,
-            height,
-        );
+        facemeta::attach_tracked(buf, &faces, provenance, landmarks, width, height);
         if post_messages {
-            self.post_faces(buf, analysed, &tracked, &unconfirmed);
+            self.post_faces(buf, provenance, &faces);
         }
         Ok(gst::FlowSuccess::Ok)
     }
@@ -322,26 +356,17 @@ impl BaseTransformImpl for RetinaFaceTrack {
 impl RetinaFaceTrack {
     /// One element message per frame with the same faces as the metas: tracked ones with their
     /// `id`, then unconfirmed ones without.
-    fn post_faces(
-        &self,
-        buf: &gst::BufferRef,
-        analysed: bool,
-        faces: &[TrackedFace],
-        unconfirmed: &[Face],
-    ) {
+    fn post_faces(&self, buf: &gst::BufferRef, provenance: Provenance, faces: &[TrackedFace]) {
         facemeta::post_message(
             self.obj().upcast_ref(),
             MESSAGE_NAME,
             buf,
-            analysed,
-            faces
-                .iter()
-                .map(|t| (FaceRecord::from_face(&t.face, Some(t.id)), t.fresh))
-                .chain(
-                    unconfirmed
-                        .iter()
-                        .map(|f| (FaceRecord::from_face(f, None), analysed)),
-                ),
+            provenance,
+            faces.iter().map(|t| {
+                let id = (t.id != 0).then_some(t.id);
+                let since = Some(t.since_detection as u64);
+                (FaceRecord::from_face_since(&t.face, id, since), t.fresh)
+            }),
         );
     }
 }
