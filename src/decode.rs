@@ -24,12 +24,7 @@ impl Face {
 
     /// Plain intersection over union of the two boxes.
     pub fn iou(&self, other: &Face) -> f32 {
-        let (a, b) = (self.bbox, other.bbox);
-        let w = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
-        let h = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
-        let inter = w * h;
-        let union = self.width() * self.height() + other.width() * other.height() - inter;
-        if union > 0.0 { inter / union } else { 0.0 }
+        crate::geometry::iou(&self.bbox, &other.bbox)
     }
 }
 

@@ -25,6 +25,11 @@ pub struct FaceRecord {
 }
 
 impl FaceRecord {
+    /// The box as corners `[x_min, y_min, x_max, y_max]`.
+    pub fn corners(&self) -> [f64; 4] {
+        [self.x, self.y, self.x + self.width, self.y + self.height]
+    }
+
     /// The record as a core [`Face`] (what the tracker consumes). A missing score counts as
     /// certain (1.0): the producer asserted a face without saying how sure it was. Missing
     /// landmarks are put at the box centre, only to keep the face valid (a writer that knows

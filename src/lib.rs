@@ -5,6 +5,7 @@
 //!   prior layout) and how ONNX metadata properties override the defaults.
 //! - [`priors`]: the anchor ("prior box") grid for an input size.
 //! - [`decode`]: turning `loc`/`conf`/`landmarks` rows into boxes and points.
+//! - [`geometry`]: corner boxes, IoU, the centre form (once for everyone).
 //! - [`nms`]: greedy non-maximum suppression.
 //! - [`pixfmt`]: the pixel formats (planes, subsampling, component positions) and YUV matrices
 //!   (both directions of conversion) shared by preprocessing and the plugin's overlay.
@@ -23,6 +24,7 @@ pub mod decode;
 pub mod detector;
 pub mod engine;
 pub mod facerecord;
+pub mod geometry;
 pub mod nms;
 pub mod pixfmt;
 pub mod postprocess;

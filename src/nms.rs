@@ -1,15 +1,7 @@
 //! Greedy non-maximum suppression, as biubug6's `py_cpu_nms`.
 
 use crate::decode::Face;
-
-/// IoU in pixel units with the reference's inclusive `+1` convention for widths and heights.
-pub fn pixel_iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
-    let area = |r: &[f32; 4]| (r[2] - r[0] + 1.0) * (r[3] - r[1] + 1.0);
-    let w = (a[2].min(b[2]) - a[0].max(b[0]) + 1.0).max(0.0);
-    let h = (a[3].min(b[3]) - a[1].max(b[1]) + 1.0).max(0.0);
-    let inter = w * h;
-    inter / (area(a) + area(b) - inter)
-}
+pub use crate::geometry::pixel_iou;
 
 /// Keeps the best-scoring faces, dropping any whose overlap with a kept face exceeds
 /// `iou_threshold`. The result is sorted by score, highest first.
@@ -42,7 +34,7 @@ mod tests {
     #[test]
     fn hand_computed_pixel_iou() {
         // Boxes 0..9 and 5..14 (10 px wide inclusive): overlap 5×10, union 10×10 + 10×10 − 50.
-        let iou = pixel_iou(&[0.0, 0.0, 9.0, 9.0], &[5.0, 0.0, 14.0, 9.0]);
+        let iou: f32 = pixel_iou(&[0.0, 0.0, 9.0, 9.0], &[5.0, 0.0, 14.0, 9.0]);
         assert!((iou - 50.0 / 150.0).abs() < 1e-6, "{iou}");
         assert_eq!(
             pixel_iou(&[0.0, 0.0, 9.0, 9.0], &[20.0, 20.0, 29.0, 29.0]),

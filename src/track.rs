@@ -56,6 +56,7 @@ use pathfinding::kuhn_munkres::kuhn_munkres;
 use pathfinding::matrix::Matrix;
 
 use crate::decode::Face;
+use crate::geometry::{centre_to_corners, corners_to_centre, iou};
 
 /// Smallest width and height, in pixels, of a track's box (predicted, filtered or output).
 pub const MIN_SIZE: f32 = 1.0;
@@ -265,7 +266,7 @@ impl BoxFilter {
     }
 
     fn bbox(&self) -> [f32; 4] {
-        xywh_to_xyxy(self.state())
+        centre_to_corners(self.state())
     }
 
     fn is_finite(&self) -> bool {
@@ -277,28 +278,6 @@ impl BoxFilter {
 fn noise_scales(xywh: [f32; 4]) -> [f32; 4] {
     let (w, h) = (xywh[2].max(MIN_SIZE), xywh[3].max(MIN_SIZE));
     [w, h, w, h]
-}
-
-fn xyxy_to_xywh(b: [f32; 4]) -> [f32; 4] {
-    [
-        (b[0] + b[2]) * 0.5,
-        (b[1] + b[3]) * 0.5,
-        b[2] - b[0],
-        b[3] - b[1],
-    ]
-}
-
-fn xywh_to_xyxy(s: [f32; 4]) -> [f32; 4] {
-    let (hw, hh) = (s[2] * 0.5, s[3] * 0.5);
-    [s[0] - hw, s[1] - hh, s[0] + hw, s[1] + hh]
-}
-
-fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
-    let w = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
-    let h = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
-    let inter = w * h;
-    let union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter;
-    if union > 0.0 { inter / union } else { 0.0 }
 }
 
 fn face_is_valid(f: &Face) -> bool {
@@ -313,8 +292,8 @@ fn face_is_valid(f: &Face) -> bool {
 /// and carries the landmarks along: same position relative to the box.
 fn move_face(face: &mut Face, delta: [f32; 4]) {
     let old = face.bbox;
-    let s = xyxy_to_xywh(old);
-    let new = xywh_to_xyxy([
+    let s = corners_to_centre(old);
+    let new = centre_to_corners([
         s[0] + delta[0],
         s[1] + delta[1],
         (s[2] + delta[2]).max(MIN_SIZE),
@@ -352,7 +331,7 @@ impl Track {
     fn new(det: &Face) -> Self {
         Self {
             id: 0,
-            filter: BoxFilter::new(xyxy_to_xywh(det.bbox)),
+            filter: BoxFilter::new(corners_to_centre(det.bbox)),
             display: *det,
             hits: 1,
             missed: 0,
@@ -383,7 +362,7 @@ impl Track {
     }
 
     fn hit(&mut self, det: &Face, smoothing: f32) {
-        self.filter.update(xyxy_to_xywh(det.bbox));
+        self.filter.update(corners_to_centre(det.bbox));
         if smoothing == 0.0 {
             self.display = *det;
         } else {
@@ -1147,7 +1126,7 @@ mod tests {
             // Between analysed frames, the output is the detection moved by the filter's
             // per-frame change (not the filter's own, lagging, box).
             let v = t.tracks[0].filter.axes.map(|a| a.v);
-            let s = xyxy_to_xywh(det.bbox);
+            let s = corners_to_centre(det.bbox);
             for k in 1..=2 {
                 let out = t.predict();
                 frame += 1;
@@ -1155,7 +1134,7 @@ mod tests {
                     continue;
                 }
                 let k = k as f32;
-                let want = xywh_to_xyxy([
+                let want = centre_to_corners([
                     s[0] + k * v[0],
                     s[1] + k * v[1],
                     s[2] + k * v[2],
@@ -1371,7 +1350,7 @@ mod tests {
     fn association_is_optimal_not_greedy() {
         // Row 0 overlaps column 0 best (IoU 0.9), but taking that pair leaves row 1 without
         // any admissible column; the optimum pairs 0–1 and 1–0.
-        let t = [[0.0, 0.0, 100.0, 100.0], [0.0, 0.0, 100.0, 80.0]];
+        let t: [[f32; 4]; 2] = [[0.0, 0.0, 100.0, 100.0], [0.0, 0.0, 100.0, 80.0]];
         let d = [[0.0, 0.0, 100.0, 90.0], [0.0, 0.0, 100.0, 140.0]];
         assert!((iou(&t[0], &d[0]) - 0.9).abs() < 1e-6);
         assert!((iou(&t[1], &d[1]) - 80.0 / 140.0).abs() < 1e-6);

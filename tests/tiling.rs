@@ -48,10 +48,6 @@ fn detector() -> Detector {
     Detector::load(&model, &SessionConfig::default(), &[]).expect("model loads")
 }
 
-fn face_iou(a: &Face, b: &Face) -> f32 {
-    a.iou(b)
-}
-
 /// A face exactly on the corner of four tiles (cut by three of them) is reported once, with
 /// the box a native pass gives it.
 #[test]
@@ -101,12 +97,9 @@ fn face_on_a_tile_border_is_reported_once_and_whole() {
         1,
         "the face must straddle the border: {expected:?}"
     );
-    let hits: Vec<&Face> = tiled
-        .iter()
-        .filter(|f| face_iou(f, on_corner[0]) > 0.1)
-        .collect();
+    let hits: Vec<&Face> = tiled.iter().filter(|f| f.iou(on_corner[0]) > 0.1).collect();
     assert_eq!(hits.len(), 1, "reported {} times: {hits:?}", hits.len());
-    let iou = face_iou(hits[0], on_corner[0]);
+    let iou = hits[0].iou(on_corner[0]);
     assert!(
         iou >= 0.8,
         "box {:?} vs native {:?}",

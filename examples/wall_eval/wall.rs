@@ -7,6 +7,7 @@ use std::path::Path;
 #[path = "../../tests/common/first_sample.rs"]
 mod first_sample;
 
+use retinaface::geometry::iou;
 use retinaface::{DetectParams, Detector, Face, Frame, PixelLayout, Plane, YuvMatrix};
 
 /// Tightly packed RGB pixels.
@@ -166,15 +167,6 @@ pub fn build_wall(photos: &[Photo], cols: usize, rows: usize) -> (Rgb, Vec<Truth
         }
     }
     (wall, truth)
-}
-
-fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
-    let w = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
-    let h = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
-    let inter = w * h;
-    let area = |r: &[f32; 4]| (r[2] - r[0]) * (r[3] - r[1]);
-    let union = area(a) + area(b) - inter;
-    if union > 0.0 { inter / union } else { 0.0 }
 }
 
 /// VOC-style average precision at IoU ≥ `threshold` over one image: detections best first, each

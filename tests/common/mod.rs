@@ -151,10 +151,7 @@ pub fn detect_image(name: &str, caps: &str, props: &str) -> Run {
 
 /// Plain IoU of two faces' boxes.
 pub fn iou(a: &FaceRecord, b: &FaceRecord) -> f64 {
-    let w = ((a.x + a.width).min(b.x + b.width) - a.x.max(b.x)).max(0.0);
-    let h = ((a.y + a.height).min(b.y + b.height) - a.y.max(b.y)).max(0.0);
-    let inter = w * h;
-    inter / (a.width * a.height + b.width * b.height - inter)
+    retinaface::geometry::iou(&a.corners(), &b.corners())
 }
 
 /// Pairs every face of `expected` with its best match in `actual`; returns the worst IoU.

@@ -28,13 +28,7 @@ pub const MATCH_IOU: f64 = 0.5;
 /// "don't care": not counted as missed, and an output on it is not a false positive.
 pub const MAX_HIDDEN: f64 = 0.5;
 
-pub fn iou(a: &Box4, b: &Box4) -> f64 {
-    let w = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
-    let h = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
-    let inter = w * h;
-    let union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter;
-    if union > 0.0 { inter / union } else { 0.0 }
-}
+pub use retinaface::geometry::iou;
 
 fn area(a: &Box4) -> f64 {
     (a[2] - a[0]).max(0.0) * (a[3] - a[1]).max(0.0)
@@ -50,7 +44,7 @@ fn intersection(a: &Box4, b: &Box4) -> Box4 {
 }
 
 pub fn record_box(f: &FaceRecord) -> Box4 {
-    [f.x, f.y, f.x + f.width, f.y + f.height]
+    f.corners()
 }
 
 /// A face cut from a photo: RGB pixels, an elliptical alpha mask, and the detector's face box

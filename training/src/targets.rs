@@ -12,6 +12,7 @@
 //! plugin runs, so training and deployment cannot drift apart.
 
 use retinaface::decode::{encode_box, encode_landmarks};
+use retinaface::geometry::iou;
 use retinaface::priors::Prior;
 
 use crate::data::labels::FaceAnnotation;
@@ -70,7 +71,7 @@ pub fn match_priors(
     for (p, prior) in priors.iter().enumerate() {
         let corners = corner_form(prior);
         for (f, face) in faces.iter().enumerate() {
-            let overlap = iou(face.bbox, corners);
+            let overlap = iou(&face.bbox, &corners);
             if overlap > prior_best[p].1 {
                 prior_best[p] = (f, overlap);
             }
@@ -122,16 +123,6 @@ fn corner_form(p: &Prior) -> [f32; 4] {
     ]
 }
 
-/// Plain intersection over union of two corner boxes (no "+1" pixel convention: these are
-/// normalised coordinates).
-fn iou(a: [f32; 4], b: [f32; 4]) -> f32 {
-    let w = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
-    let h = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
-    let inter = w * h;
-    let union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter;
-    if union > 0.0 { inter / union } else { 0.0 }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,14 +143,6 @@ mod tests {
 
     fn close(a: &[f32], b: &[f32]) -> bool {
         a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-5)
-    }
-
-    #[test]
-    fn hand_computed_iou() {
-        // Overlap 0.1 × 0.2 = 0.02, union 0.04 + 0.04 − 0.02 = 0.06.
-        let v = iou([0.0, 0.0, 0.2, 0.2], [0.1, 0.0, 0.3, 0.2]);
-        assert!((v - 1.0 / 3.0).abs() < 1e-6, "{v}");
-        assert_eq!(iou([0.0, 0.0, 0.1, 0.1], [0.2, 0.2, 0.3, 0.3]), 0.0);
     }
 
     #[test]

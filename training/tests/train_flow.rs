@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
+use retinaface::geometry::iou;
 use retinaface_training::infer::{InferParams, detect};
 use retinaface_training::model::RetinaFace;
 use tch::{Device, Tensor};
@@ -703,19 +704,12 @@ fn config_files_train_export_and_run_in_the_plugin() {
             for want in &published_faces {
                 let w = corners(want);
                 assert!(
-                    faces.iter().any(|f| iou(corners(f), w) > 0.7),
+                    faces.iter().any(|f| iou(&corners(f), &w) > 0.7),
                     "{name}: the published model's face {w:?} is lost: {faces:?}"
                 );
             }
         }
     }
-}
-
-fn iou(a: [f32; 4], b: [f32; 4]) -> f32 {
-    let w = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
-    let h = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
-    let area = |r: [f32; 4]| (r[2] - r[0]) * (r[3] - r[1]);
-    w * h / (area(a) + area(b) - w * h)
 }
 
 #[test]
