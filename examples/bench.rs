@@ -53,7 +53,7 @@ fn parse_args() -> Result<Args> {
         rounds: 5,
         frames: 50,
         clip: "target/bench/faces-1080p.mp4".into(),
-        image: "/usr/local/share/retinaface/media/sample1.jpg".into(),
+        image: retinaface_testkit::data_dir().join("media/sample1.jpg"),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -273,17 +273,8 @@ fn throughput(clip: &std::path::Path, detect: bool) -> Result<f64> {
         prerolled.map_err(|_| format!("{} did not preroll: {}", clip.display(), bus_error()))?;
         let before = frames.load(Ordering::Relaxed);
         let start = Instant::now();
-        pipeline.set_state(gst::State::Playing)?;
-        let msg = bus
-            .timed_pop_filtered(
-                gst::ClockTime::NONE,
-                &[gst::MessageType::Eos, gst::MessageType::Error],
-            )
-            .ok_or("bus closed")?;
+        retinaface_testkit::play(pipeline.upcast_ref(), Duration::from_secs(1800), |_| {})?;
         let elapsed = start.elapsed();
-        if let gst::MessageView::Error(e) = msg.view() {
-            return Err(format!("{} ({:?})", e.error(), e.debug()).into());
-        }
         let n = frames.load(Ordering::Relaxed) - before;
         if n == 0 {
             return Err(format!("no frames decoded from {}", clip.display()).into());

@@ -32,11 +32,10 @@ fn parse_args() -> Args {
         height: 240,
         interval: 3,
         cycle_elements: "retinafacedetect inference-size=0 ! retinafaceoverlay mode=blur ! retinafacejson location=JSON".into(),
-        image: format!(
-            "{}/media/sample1.jpg",
-            std::env::var("RETINAFACE_DATA")
-                .unwrap_or_else(|_| "/usr/local/share/retinaface".into())
-        ),
+        image: retinaface_testkit::data_dir()
+            .join("media/sample1.jpg")
+            .display()
+            .to_string(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -92,22 +91,14 @@ fn growth(label: &str, start: (u64, u64), end: (u64, u64)) {
 
 /// Waits for EOS or an error on `pipeline`'s bus; panics on an error or after `timeout`.
 fn wait_eos(pipeline: &gst::Pipeline, timeout: Duration) {
-    let bus = pipeline.bus().unwrap();
-    let msg = bus
-        .timed_pop_filtered(
-            gst::ClockTime::from_nseconds(timeout.as_nanos() as u64),
-            &[gst::MessageType::Eos, gst::MessageType::Error],
-        )
-        .unwrap_or_else(|| panic!("no EOS within {timeout:?}"));
-    if let gst::MessageView::Error(e) = msg.view() {
-        panic!("pipeline error: {} ({:?})", e.error(), e.debug());
+    if let Err(e) = retinaface_testkit::play(pipeline.upcast_ref(), timeout, |_| {}) {
+        panic!("pipeline error: {e}");
     }
 }
 
 fn main() {
     let args = parse_args();
-    gst::init().unwrap();
-    gstretinaface::plugin_register_static().unwrap();
+    retinaface_testkit::init();
     let json = std::env::temp_dir().join(format!("soak-{}.jsonl", std::process::id()));
     let source = |frames: u64| {
         format!(

@@ -9,19 +9,16 @@
 //! ```
 //!
 //! Faces are cut from the sample photos (detected once at native size), pasted onto a noisy
-//! background and moved along known paths (tests/common/track_eval.rs has the scenes and the
+//! background and moved along known paths (the test kit's `track_eval` has the scenes and the
 //! metrics, shared with tests/track_eval.rs). Every frame goes through
 //! `appsrc ! retinafacedetect interval=N confidence-threshold=0.1 ! retinafacetrack ! appsink`.
 //! The sweep replays the per-frame detections through `retinaface::Tracker` directly (update
 //! on every third frame, predict in between: what the element does at interval 3).
 
-#[path = "../tests/common/track_eval.rs"]
-mod track_eval;
-
 use std::time::{Duration, Instant};
 
 use retinaface::{Face, Tracker, TrackerConfig};
-use track_eval::*;
+use retinaface_testkit::track_eval::*;
 
 const WIDTH: usize = 1280;
 const HEIGHT: usize = 720;
@@ -44,12 +41,7 @@ const PHOTOS: [&str; 11] = [
 const DETECT: &str = "retinafacedetect confidence-threshold=0.1";
 
 fn media_dir() -> std::path::PathBuf {
-    std::env::var_os("RETINAFACE_DATA")
-        .map_or_else(
-            || std::path::PathBuf::from("/usr/local/share/retinaface"),
-            std::path::PathBuf::from,
-        )
-        .join("media")
+    retinaface_testkit::data_dir().join("media")
 }
 
 struct Prepared {
@@ -257,8 +249,7 @@ fn main() {
         bench();
         return;
     }
-    gst::init().unwrap();
-    gstretinaface::plugin_register_static().unwrap();
+    retinaface_testkit::init();
     let start = Instant::now();
     let all = load_sprites(&media_dir(), &PHOTOS, 60.0, FACE_HEIGHT);
     let found = all.len();

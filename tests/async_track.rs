@@ -7,17 +7,13 @@
 //! known paths (`common/track_eval.rs`), pushed through `appsrc` as fast as the pipeline takes
 //! them: the model is slower than that source.
 
-mod common;
-#[path = "common/track_eval.rs"]
-mod track_eval;
-
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::facemeta::{self, FaceRecord, Provenance};
 use gst::prelude::*;
-use track_eval::*;
+use retinaface_testkit::facemeta::{self, FaceRecord, Provenance};
+use retinaface_testkit::track_eval::*;
 
 const WIDTH: usize = 640;
 const HEIGHT: usize = 360;
@@ -115,9 +111,9 @@ fn temp_dir(name: &str) -> std::path::PathBuf {
 
 /// Sprites of faces 60 px high that the detector finds reliably in a 640×360 frame.
 fn sprites() -> Vec<Sprite> {
-    common::init();
+    retinaface_testkit::init();
     let sprites = load_sprites(
-        &common::data_dir().join("media"),
+        &retinaface_testkit::data_dir().join("media"),
         &["sample1.jpg", "sample2.jpg"],
         60.0,
         60.0,

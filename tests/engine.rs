@@ -1,15 +1,13 @@
 //! The detector element as a client of the shared engine: sharing, batching across streams,
 //! streams that stop, live model swap and async mode, on real pipelines and the real model.
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::*;
 use gst::prelude::*;
 use retinaface::engine::Registry;
+use retinaface_testkit::*;
 
 /// Longest any pipeline here may take to reach EOS.
 const DEADLINE: Duration = Duration::from_secs(120);
@@ -49,22 +47,9 @@ fn launch(description: &str) -> (gst::Pipeline, Collected) {
 
 /// Plays to EOS (panics on ERROR or after [`DEADLINE`]); the WARNING texts seen on the way.
 fn play_to_eos(pipeline: &gst::Pipeline) -> Vec<String> {
-    pipeline.set_state(gst::State::Playing).unwrap();
-    let bus = pipeline.bus().unwrap();
-    let start = Instant::now();
-    let mut warnings = Vec::new();
-    loop {
-        let left = DEADLINE.saturating_sub(start.elapsed());
-        let msg = bus
-            .timed_pop(gst::ClockTime::from_nseconds(left.as_nanos() as u64))
-            .unwrap_or_else(|| panic!("no EOS within {DEADLINE:?}"));
-        match msg.view() {
-            gst::MessageView::Eos(_) => return warnings,
-            gst::MessageView::Error(e) => panic!("{} ({:?})", e.error(), e.debug()),
-            gst::MessageView::Warning(w) => warnings.push(w.error().to_string()),
-            _ => {}
-        }
-    }
+    play(pipeline.upcast_ref(), DEADLINE, |_| {})
+        .unwrap_or_else(|e| panic!("{e}"))
+        .warnings
 }
 
 fn faces(buffers: &[gst::Buffer]) -> Vec<Vec<FaceRecord>> {

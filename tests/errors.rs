@@ -1,11 +1,9 @@
 //! Bad input ends in an ERROR message that says what is wrong: no panic, no hang.
 
-mod common;
-
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::*;
+use retinaface_testkit::*;
 
 fn error_for(props: &str) -> String {
     let description =
@@ -109,47 +107,20 @@ fn onnx_model_with_other_inputs() {
     );
 }
 
-/// What a pipeline said on its way to EOS.
-struct Played {
-    warnings: Vec<String>,
-    infos: Vec<String>,
-}
-
 /// Plays `pipeline` to EOS (panics on ERROR, or when EOS does not come within two minutes),
 /// calling `on_playing` once when it reaches PLAYING; then sets it to NULL.
 fn play_to_eos(pipeline: &gst::Element, mut on_playing: impl FnMut()) -> Played {
     use gst::prelude::*;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    pipeline.set_state(gst::State::Playing).unwrap();
-    let bus = pipeline.bus().unwrap();
-    let mut played = Played {
-        warnings: Vec::new(),
-        infos: Vec::new(),
-    };
-    loop {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no EOS within two minutes"
-        );
-        let Some(msg) = bus.timed_pop(gst::ClockTime::from_seconds(1)) else {
-            continue;
-        };
-        match msg.view() {
-            gst::MessageView::Info(i) => played.infos.push(i.error().to_string()),
-            gst::MessageView::Warning(w) => played.warnings.push(w.error().to_string()),
-            gst::MessageView::StateChanged(s)
-                if s.current() == gst::State::Playing
-                    && msg.src() == Some(pipeline.upcast_ref()) =>
-            {
-                on_playing()
-            }
-            gst::MessageView::Eos(_) => break,
-            gst::MessageView::Error(e) => panic!("{}", e.error()),
-            _ => {}
+    let played = play(pipeline, std::time::Duration::from_secs(120), |msg| {
+        if let gst::MessageView::StateChanged(s) = msg.view()
+            && s.current() == gst::State::Playing
+            && msg.src() == Some(pipeline.upcast_ref())
+        {
+            on_playing()
         }
-    }
+    });
     pipeline.set_state(gst::State::Null).unwrap();
-    played
+    played.unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[test]
@@ -230,7 +201,9 @@ fn tensorrt_announces_the_engine_build_and_its_cache() {
     .downcast::<gst::Pipeline>()
     .unwrap();
     let detect = pipeline.by_name("d").unwrap();
-    let Played { warnings, infos } = play_to_eos(pipeline.upcast_ref(), || {
+    let Played {
+        warnings, infos, ..
+    } = play_to_eos(pipeline.upcast_ref(), || {
         detect.set_property("device-id", 1u32);
         detect.set_property("tensorrt-fp16", false);
     });

@@ -1,8 +1,6 @@
 //! The same faces whatever the raw format, and odd frame sizes that must not break anything.
 
-mod common;
-
-use common::*;
+use retinaface_testkit::*;
 
 /// Every format finds the RGB reference's faces (IoU ≥ 0.9), on two photos.
 #[test]

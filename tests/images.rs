@@ -1,8 +1,6 @@
 //! The published model on the sample photos: counts, geometry, and the JSON / message outputs.
 
-mod common;
-
-use common::*;
+use retinaface_testkit::*;
 
 const VLADMANDIC: [(&str, usize); 6] = [
     ("sample1.jpg", 3),

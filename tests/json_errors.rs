@@ -1,8 +1,6 @@
 //! `retinafacejson` when its output fails: one ERROR naming the file and the OS error, no hang on
 //! the way to NULL, and lines that are whole and on disk as soon as they are written.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -12,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use gst::prelude::*;
 
-use common::*;
+use retinaface_testkit::*;
 
 /// How long a failing pipeline may take to end. It takes well under a second, plus about one
 /// second where GStreamer rebuilds its plugin registry for a freshly built plugin; the margin is

@@ -1,14 +1,12 @@
 //! The latency `retinafacedetect` reports to a live pipeline: in sync mode a bound of its own
 //! processing time (a buffer leaves that much after it came), in async mode nothing.
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::*;
 use gst::prelude::*;
+use retinaface_testkit::*;
 
 /// Longest a pipeline here may take to pass the frames it is asked for.
 const DEADLINE: Duration = Duration::from_secs(60);

@@ -1,11 +1,7 @@
 //! `retinafaceoverlay` on real photos: pixel-level checks in packed RGB and YUV 4:2:0.
 
-mod common;
-#[path = "common/first_sample.rs"]
-mod first_sample;
-
-use common::*;
 use gst_video::prelude::*;
+use retinaface_testkit::*;
 
 /// Decodes `photo` to `format`, detects, optionally overlays with `overlay` properties, and
 /// returns the output frame and the faces found.
@@ -133,7 +129,7 @@ fn draw_mode_outlines_faces_in_the_box_colour_and_touches_nothing_else() {
 
 fn convert_one(description: &str, buffer: gst::Buffer) -> gst::Sample {
     init();
-    first_sample::first_sample(description, Some(buffer))
+    first_sample(description, Some(buffer))
 }
 
 #[test]

@@ -2,11 +2,9 @@
 //! Y 255 on a full-range (JPEG-style, `colorimetry=1:4:0:0`) I420 frame and Y 235 on a
 //! studio-range one. Synthetic frames with a face ROI put on by hand; no model needed.
 
-mod common;
-
-use common::*;
 use gst_video::prelude::*;
 use gst_video::{VideoColorMatrix, VideoColorRange, VideoColorimetry};
+use retinaface_testkit::*;
 
 const WIDTH: u32 = 64;
 const HEIGHT: u32 = 48;

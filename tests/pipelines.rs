@@ -1,12 +1,10 @@
 //! The ready-made scripts in pipelines/ that can run headless, run as a user would run them.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::*;
+use retinaface_testkit::*;
 
 /// Runs `pipelines/<script>` with `args` against the plugin built for these tests.
 fn script(name: &str, args: &[&str]) {

@@ -1,10 +1,8 @@
 //! Seeking and flushing: nothing the detector carries over (`interval`) may survive a seek, so a
 //! blurred recording never shows a face that the blur should have covered.
 
-mod common;
-
-use common::*;
 use gst_video::prelude::*;
+use retinaface_testkit::*;
 use std::time::Duration;
 
 /// `face_noface.mov` (960×540, 24 fps) shows one face until ≈ 2.4 s, then none.

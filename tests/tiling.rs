@@ -2,14 +2,13 @@
 //! a tile border reported once and whole, regions in frame pixels, odd sizes, caps changes, all
 //! formats, and the wall evaluation's AP.
 
-mod common;
-#[path = "../examples/wall_eval/wall.rs"]
-mod wall;
+use std::time::Duration;
 
-use common::*;
 use gst::prelude::*;
 use retinaface::tiling::{self, PassScale, Tiling};
 use retinaface::{DetectParams, Detector, Face, SessionConfig};
+use retinaface_testkit::wall;
+use retinaface_testkit::*;
 
 const FULL_HD: &str = "video/x-raw,format=RGB,width=1920,height=1080";
 
@@ -167,28 +166,17 @@ fn warnings_of(description: &str, late: &[(&str, &str)]) -> Vec<String> {
         .unwrap()
         .downcast::<gst::Pipeline>()
         .unwrap();
-    let bus = pipeline.bus().unwrap();
     for (name, value) in late {
         pipeline
             .by_name("d")
             .unwrap()
             .set_property_from_str(name, value);
     }
-    pipeline.set_state(gst::State::Playing).unwrap();
-    let mut warnings = Vec::new();
-    loop {
-        let msg = bus
-            .timed_pop(gst::ClockTime::from_seconds(60))
-            .expect("pipeline ends within 60 s");
-        match msg.view() {
-            gst::MessageView::Eos(_) => break,
-            gst::MessageView::Error(e) => panic!("{description}: {}", e.error()),
-            gst::MessageView::Warning(w) => warnings.push(w.error().to_string()),
-            _ => {}
-        }
-    }
+    let played = play(pipeline.upcast_ref(), Duration::from_secs(60), |_| {});
     pipeline.set_state(gst::State::Null).unwrap();
-    warnings
+    played
+        .unwrap_or_else(|e| panic!("{description}: {e}"))
+        .warnings
 }
 
 /// Frames smaller than a tile, 1-pixel regions and regions outside the frame: no errors, and a

@@ -1,13 +1,11 @@
 //! `retinafacetrack`: track IDs across frames, boxes that move on frames the detector skipped,
 //! resets on seek and flush, and the IDs in JSON, labels and after `videoscale`.
 
-mod common;
-
-use common::*;
 use facemeta::Provenance;
 use gst::prelude::*;
 use gst_video::prelude::*;
 use retinaface::{Face, TrackerConfig};
+use retinaface_testkit::*;
 
 /// Decodes `video`, runs `chain` (e.g. `retinafacedetect ! retinafacetrack`) and collects every
 /// frame.

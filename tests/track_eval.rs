@@ -2,18 +2,14 @@
 //! moving on separate lanes through `appsrc ! retinafacedetect ! retinafacetrack`): the issue 11
 //! targets that must hold. The full evaluation is `examples/track_eval.rs`.
 
-mod common;
-#[path = "common/track_eval.rs"]
-mod track_eval;
-
-use track_eval::*;
+use retinaface_testkit::track_eval::*;
 
 #[test]
 fn non_overlapping_faces_keep_their_ids_and_predicted_boxes_follow() {
-    common::init();
+    retinaface_testkit::init();
     let (width, height, frames) = (640, 360, 60);
     let sprites = load_sprites(
-        &common::data_dir().join("media"),
+        &retinaface_testkit::data_dir().join("media"),
         &["sample1.jpg", "sample2.jpg"],
         60.0,
         60.0,

@@ -1,8 +1,6 @@
 //! Video files: faces over time, `interval`, and resolution changes mid-stream.
 
-mod common;
-
-use common::*;
+use retinaface_testkit::*;
 
 fn detect_video(name: &str, props: &str) -> Run {
     let description = format!(

@@ -17,13 +17,12 @@
 //! published one); `--models` compares others on the same walls (`scripts/small-faces.sh`), and
 //! `--photos` builds the walls from some photos only (e.g. ones a model was not trained on).
 
-mod wall;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
 use retinaface::{DetectParams, Detector, SessionConfig, Tiling};
+use retinaface_testkit::{data_dir, wall};
 use wall::{Rgb, Truth};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
@@ -31,13 +30,6 @@ type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 const WALLS: [(&str, usize, usize); 2] = [("1080p", 4, 4), ("4K", 8, 8)];
 const SETTINGS: [&str; 3] = ["inference-size=640", "inference-size=0", "tiling=auto"];
 const OUT: &str = "target/wall-eval";
-
-fn data_dir() -> PathBuf {
-    std::env::var_os("RETINAFACE_DATA").map_or_else(
-        || PathBuf::from("/usr/local/share/retinaface"),
-        PathBuf::from,
-    )
-}
 
 fn model() -> PathBuf {
     std::env::var_os("RETINAFACE_MODEL").map_or_else(

@@ -1,17 +1,13 @@
-//! Shared helpers for the integration tests: plugin registration, sample media, running real
-//! pipelines and reading the faces they produce.
-#![allow(dead_code)]
+//! Running pipelines to their end, always with a deadline: a hang is a bug, and it must fail the
+//! test that meets it rather than block CI.
 
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, Once};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use gst::prelude::*;
-pub use gstretinaface::facemeta::{self, FaceRecord};
+use gstretinaface::facemeta::{self, FaceRecord};
 
-mod seeker;
-#[allow(unused_imports)] // used by the tests that seek, not by every test binary
-pub use seeker::Seeker;
+use crate::media::media;
 
 /// Initialises GStreamer and registers the plugin statically, once per process.
 pub fn init() {
@@ -22,36 +18,62 @@ pub fn init() {
     });
 }
 
-/// Where scripts/setup.sh puts models and media.
-pub fn data_dir() -> PathBuf {
-    std::env::var_os("RETINAFACE_DATA").map_or_else(
-        || PathBuf::from("/usr/local/share/retinaface"),
-        PathBuf::from,
-    )
+/// What a pipeline said on its way to its end.
+#[derive(Debug, Default)]
+pub struct Played {
+    pub warnings: Vec<String>,
+    pub infos: Vec<String>,
+    /// Element messages' structures (e.g. `retinaface` with the faces of a frame).
+    pub elements: Vec<gst::Structure>,
 }
 
-/// Directory of the plugin's `libgstretinaface.so` built for these tests: the target directory,
-/// parent of the test binary's `deps/` folder (scripts/test.sh builds it before the tests).
-pub fn plugin_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
-    assert!(
-        dir.join("libgstretinaface.so").is_file(),
-        "no plugin in {}",
-        dir.display()
-    );
-    dir
+/// Sets `pipeline` to PLAYING and pops its bus until end of stream, collecting WARNING and INFO
+/// texts and element messages, and handing every message to `each` (e.g. to act once it is
+/// PLAYING). An ERROR ends it: `Err` with its text and debug information. Panics naming the
+/// pipeline when neither comes within `deadline`. The pipeline is left as it is: the caller sets
+/// it to NULL.
+pub fn play(
+    pipeline: &gst::Element,
+    deadline: Duration,
+    mut each: impl FnMut(&gst::Message),
+) -> Result<Played, String> {
+    let start = Instant::now();
+    let bus = pipeline.bus().expect("a pipeline has a bus");
+    let mut played = Played::default();
+    if pipeline.set_state(gst::State::Playing).is_err() {
+        let error = bus
+            .timed_pop_filtered(gst::ClockTime::from_seconds(5), &[gst::MessageType::Error])
+            .and_then(|m| error_text(&m))
+            .unwrap_or_else(|| "state change failed without an error message".into());
+        return Err(error);
+    }
+    loop {
+        let left = deadline.saturating_sub(start.elapsed());
+        let Some(msg) = bus.timed_pop(gst::ClockTime::from_nseconds(left.as_nanos() as u64)) else {
+            panic!(
+                "{}: no end of stream or error within {deadline:?} (hung)",
+                pipeline.name()
+            );
+        };
+        each(&msg);
+        match msg.view() {
+            gst::MessageView::Eos(_) => return Ok(played),
+            gst::MessageView::Error(_) => return Err(error_text(&msg).unwrap_or_default()),
+            gst::MessageView::Warning(w) => played.warnings.push(w.error().to_string()),
+            gst::MessageView::Info(i) => played.infos.push(i.error().to_string()),
+            gst::MessageView::Element(e) => {
+                played.elements.extend(e.structure().map(|s| s.to_owned()))
+            }
+            _ => {}
+        }
+    }
 }
 
-/// A sample file installed by scripts/setup.sh.
-pub fn media(name: &str) -> String {
-    let path = data_dir().join("media").join(name);
-    assert!(
-        path.is_file(),
-        "{} missing: run scripts/setup.sh",
-        path.display()
-    );
-    path.to_str().unwrap().to_string()
+fn error_text(msg: &gst::Message) -> Option<String> {
+    match msg.view() {
+        gst::MessageView::Error(e) => Some(format!("{} ({:?})", e.error(), e.debug())),
+        _ => None,
+    }
 }
 
 /// What a pipeline produced: every buffer (with caps) reaching `appsink name=sink`, and the
@@ -103,40 +125,11 @@ pub fn run(description: &str) -> Result<Run, String> {
                 .build(),
         );
     }
-    let bus = pipeline.bus().unwrap();
-    let mut messages = Vec::new();
-    let result = match pipeline.set_state(gst::State::Playing) {
-        Err(_) => Err(first_error(&bus)
-            .unwrap_or_else(|| "state change failed without an error message".into())),
-        Ok(_) => loop {
-            let Some(msg) = bus.timed_pop(gst::ClockTime::from_seconds(120)) else {
-                panic!("pipeline '{description}' hung: no EOS or error within 120 s");
-            };
-            match msg.view() {
-                gst::MessageView::Eos(_) => break Ok(()),
-                gst::MessageView::Error(e) => {
-                    break Err(format!("{} ({:?})", e.error(), e.debug()));
-                }
-                gst::MessageView::Element(e) => {
-                    messages.extend(e.structure().map(|s| s.to_owned()))
-                }
-                _ => {}
-            }
-        },
-    };
+    let played = play(pipeline.upcast_ref(), Duration::from_secs(120), |_| {});
     pipeline.set_state(gst::State::Null).unwrap();
-    result?;
+    let messages = played?.elements;
     let samples = std::mem::take(&mut *samples.lock().unwrap());
     Ok(Run { samples, messages })
-}
-
-fn first_error(bus: &gst::Bus) -> Option<String> {
-    let msg =
-        bus.timed_pop_filtered(gst::ClockTime::from_seconds(5), &[gst::MessageType::Error])?;
-    match msg.view() {
-        gst::MessageView::Error(e) => Some(format!("{} ({:?})", e.error(), e.debug())),
-        _ => None,
-    }
 }
 
 /// Decodes a sample photo, scaled and converted as `caps` asks (e.g. `video/x-raw,format=RGB`),
@@ -149,25 +142,12 @@ pub fn detect_image(name: &str, caps: &str, props: &str) -> Run {
     run(&description).unwrap_or_else(|e| panic!("{description}: {e}"))
 }
 
-/// Plain IoU of two faces' boxes.
-pub fn iou(a: &FaceRecord, b: &FaceRecord) -> f64 {
-    retinaface::geometry::iou(&a.corners(), &b.corners())
-}
-
-/// Pairs every face of `expected` with its best match in `actual`; returns the worst IoU.
-pub fn worst_match(expected: &[FaceRecord], actual: &[FaceRecord]) -> f64 {
-    expected
-        .iter()
-        .map(|e| actual.iter().map(|a| iou(e, a)).fold(0.0, f64::max))
-        .fold(1.0, f64::min)
-}
-
 /// Waits for a child process, killing it after `timeout`.
 pub fn wait_with_timeout(
     child: &mut std::process::Child,
     timeout: Duration,
 ) -> Option<std::process::ExitStatus> {
-    let start = std::time::Instant::now();
+    let start = Instant::now();
     while start.elapsed() < timeout {
         if let Some(status) = child.try_wait().unwrap() {
             return Some(status);

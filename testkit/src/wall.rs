@@ -1,11 +1,7 @@
 //! A synthetic NVR wall (a grid of downscaled photos, like a multi-camera monitor) with ground
 //! truth, and VOC-style AP@0.5. Shared by `examples/wall_eval` and `tests/tiling.rs`.
-#![allow(dead_code)]
 
 use std::path::Path;
-
-#[path = "../../tests/common/first_sample.rs"]
-mod first_sample;
 
 use retinaface::geometry::iou;
 use retinaface::{DetectParams, Detector, Face, Frame, PixelLayout, Plane, YuvMatrix};
@@ -73,7 +69,7 @@ pub fn decode(path: &Path, size: Option<(usize, usize)>) -> Rgb {
         "filesrc location={} ! decodebin ! videoconvert ! videoscale method=bilinear add-borders=false ! {caps} ! appsink name=sink sync=false",
         path.display()
     );
-    let sample = first_sample::first_sample(&description, None);
+    let sample = crate::first_sample(&description, None);
     let info = gst_video::VideoInfo::from_caps(sample.caps().unwrap()).unwrap();
     let buffer = sample.buffer().unwrap().map_readable().unwrap();
     let (w, h, stride) = (

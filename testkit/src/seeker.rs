@@ -2,7 +2,7 @@
 
 use gst::prelude::*;
 
-use super::{init, media};
+use crate::{init, media};
 
 /// A playing pipeline on `face_noface.mov` (one face until ≈ 2.4 s, then none), decoded to I420
 /// and run through `tail`, whose `appsink name=sink` is pulled by hand, with seeks in between.

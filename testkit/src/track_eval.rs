@@ -1,16 +1,11 @@
-//! Synthetic tracking evaluation, shared by `examples/track_eval.rs` and `tests/track_eval.rs`:
+//! Synthetic tracking evaluation, shared by `examples/track_eval.rs` and the tests (`tests/track_eval.rs`, `tests/async_track.rs`):
 //! faces cut from the sample photos (sprites) pasted onto a noisy background and moved along
 //! known paths, pushed through `appsrc ! retinafacedetect ! [retinafacetrack] ! appsink`, and
 //! scored against the known boxes with CLEAR-MOT (MOTA, ID switches), IDF1 and box IoU.
 //!
-//! The caller initialises GStreamer and registers the plugin (statically) first.
-#![allow(dead_code)]
-
+//! The caller initialises GStreamer and registers the plugin first ([`crate::init`]).
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-#[path = "first_sample.rs"]
-mod first_sample;
 
 use gst::prelude::*;
 use gst_video::prelude::*;
@@ -64,7 +59,7 @@ fn decode_and_detect(path: &str) -> (usize, usize, Vec<u8>, Vec<FaceRecord>) {
     let description = format!(
         "filesrc location={path} ! jpegdec ! videoconvert ! video/x-raw,format=RGB ! retinafacedetect ! appsink name=sink sync=false"
     );
-    let sample = first_sample::first_sample(&description, None);
+    let sample = crate::first_sample(&description, None);
     let info = gst_video::VideoInfo::from_caps(sample.caps().unwrap()).unwrap();
     let buffer = sample.buffer().unwrap();
     let faces = facemeta::read(buffer);
@@ -461,17 +456,11 @@ pub fn push_scene(
         }
     }
     let _ = src.end_of_stream();
-    let bus = pipeline.bus().unwrap();
-    let msg = bus
-        .timed_pop_filtered(
-            gst::ClockTime::from_seconds(300),
-            &[gst::MessageType::Eos, gst::MessageType::Error],
-        )
-        .unwrap_or_else(|| panic!("{description}: no end of stream within 300 s"));
+    let played = crate::play(pipeline.upcast_ref(), Duration::from_secs(300), |_| {});
     let secs = start.elapsed().as_secs_f64();
     pipeline.set_state(gst::State::Null).unwrap();
-    if let gst::MessageView::Error(e) = msg.view() {
-        panic!("{description}: {} ({:?})", e.error(), e.debug());
+    if let Err(e) = played {
+        panic!("{description}: {e}");
     }
     secs
 }

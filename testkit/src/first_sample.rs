@@ -1,7 +1,4 @@
-//! Running a pipeline for one frame. Included with `#[path]` where needed (`tests/overlay.rs`,
-//! `common/track_eval.rs`, `examples/wall_eval/wall.rs`): not a module of `common`, so that a
-//! test that includes both `common` and one of those files has one copy.
-#![allow(dead_code)]
+//! Running a pipeline for one frame, with a deadline.
 
 use gst::prelude::*;
 
