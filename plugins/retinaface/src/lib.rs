@@ -63,6 +63,8 @@ gst::plugin_define!(
     "MIT/X11",
     env!("CARGO_PKG_NAME"),
     env!("CARGO_PKG_NAME"),
-    env!("CARGO_PKG_REPOSITORY"),
+    // No public home yet: GStreamer's own default for a build without one, rather than a
+    // made-up address.
+    "Unknown package origin",
     env!("BUILD_REL_DATE")
 );

@@ -6,6 +6,14 @@
 use gst_video::{VideoColorMatrix, VideoColorRange, VideoColorimetry, VideoFormat};
 use retinaface::{PixelLayout, YuvMatrix};
 
+/// `video/x-raw` in [`FORMATS`], any size and rate: what the detector, the tracker and the
+/// overlay accept.
+pub fn raw_video_caps() -> gst::Caps {
+    gst_video::VideoCapsBuilder::new()
+        .format_list(FORMATS.iter().copied())
+        .build()
+}
+
 /// GStreamer's name for `layout` (exhaustive: a new layout must be mapped here).
 pub const fn video_format(layout: PixelLayout) -> VideoFormat {
     match layout {

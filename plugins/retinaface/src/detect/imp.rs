@@ -1,22 +1,19 @@
 use std::path::Path;
 use std::sync::{LazyLock, Mutex};
-use std::time::Duration;
 
 use glib::subclass::prelude::*;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 use gst_base::subclass::prelude::*;
 use gst_video::prelude::*;
-use retinaface::detector::{MAX_FACES, Pending};
-use retinaface::engine::{ClientOptions, EngineKey, ORT_MAX_BATCH, Registry};
-use retinaface::tiling::{Rect, clip_regions, parse_regions};
-use retinaface::{DetectParams, Detector, Face, Frame, PixelLayout, Plane, SessionConfig};
+use retinaface::detector::Pending;
+use retinaface::engine::{EngineKey, Registry};
+use retinaface::tiling::{Rect, clip_regions};
+use retinaface::{Detector, Face, Frame, PixelLayout, Plane, SessionConfig};
 
+use super::MESSAGE_NAME;
 use super::latency::ProcessingLatency;
-use super::{
-    ExecutionProvider, MESSAGE_NAME, ScalingMethod, Tiling, default_model_path,
-    default_tensorrt_cache,
-};
+use super::settings::{self, Settings};
 use crate::{facemeta, videoformat};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -26,127 +23,6 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
         Some("RetinaFace face detector"),
     )
 });
-
-/// Largest `inference-size`: a 4K frame at native scale. Larger inputs cost gigabytes and seconds
-/// per frame on a CPU (README lists the figures); `inference-size=0` on larger frames remains
-/// possible and documented.
-const MAX_INFERENCE_SIZE: u32 = 4096;
-/// Largest `threads`: more intra-op threads than this only add memory and contention.
-const MAX_THREADS: u32 = 64;
-/// Largest `device-id`: GPUs of one machine.
-const MAX_DEVICE_ID: u32 = 63;
-/// Range of `tile-scale`: below 0.25 tiles see less than the whole-frame pass; above 4 a 16-px
-/// anchor covers 4 source pixels, below what a face can be recognised from.
-const TILE_SCALE_RANGE: (f32, f32) = (0.25, 4.0);
-/// Largest `batch-timeout` in µs: waiting longer for other streams than a second stalls every
-/// stream sharing the batch more than batching could ever win back.
-const MAX_BATCH_TIMEOUT_US: u64 = 1_000_000;
-
-#[derive(Debug, Clone)]
-struct Settings {
-    model: String,
-    /// Counts `model` changes, so that a running element sees a new model without comparing
-    /// paths every frame.
-    model_serial: u64,
-    confidence_threshold: f32,
-    nms_threshold: f32,
-    max_faces: u32,
-    min_face_size: u32,
-    inference_size: u32,
-    scaling_method: ScalingMethod,
-    interval: u32,
-    threads: u32,
-    execution_provider: ExecutionProvider,
-    post_messages: bool,
-    tiling: Tiling,
-    tile_scale: f32,
-    /// `regions` as the user wrote it, and parsed.
-    regions_text: String,
-    regions: Vec<Rect>,
-    batch_size: u32,
-    /// µs.
-    batch_timeout: u64,
-    async_: bool,
-    shared: bool,
-    /// roi_type of upstream ROI metas to look inside (empty = ignore them).
-    roi_type: String,
-    device_id: u32,
-    tensorrt_fp16: bool,
-    /// Empty: no cache.
-    tensorrt_cache_dir: String,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        let params = DetectParams::default();
-        Self {
-            model: default_model_path(),
-            model_serial: 0,
-            confidence_threshold: params.confidence_threshold,
-            nms_threshold: params.nms_threshold,
-            max_faces: params.max_faces as u32,
-            min_face_size: params.min_face_size as u32,
-            inference_size: params.inference_size as u32,
-            scaling_method: match params.scale_filter {
-                retinaface::ScaleFilter::Nearest => ScalingMethod::Nearest,
-                retinaface::ScaleFilter::Bilinear => ScalingMethod::Bilinear,
-            },
-            interval: 1,
-            threads: 0,
-            execution_provider: ExecutionProvider::default(),
-            post_messages: false,
-            tiling: match params.tiling {
-                retinaface::Tiling::Off => Tiling::Off,
-                retinaface::Tiling::Auto => Tiling::Auto,
-            },
-            tile_scale: params.tile_scale,
-            regions_text: String::new(),
-            regions: params.regions,
-            batch_size: ClientOptions::default().batch_size as u32,
-            batch_timeout: ClientOptions::default().batch_timeout.as_micros() as u64,
-            async_: false,
-            shared: true,
-            roi_type: String::new(),
-            device_id: 0,
-            tensorrt_fp16: true,
-            tensorrt_cache_dir: default_tensorrt_cache(),
-        }
-    }
-}
-
-impl Settings {
-    fn detect_params(&self) -> DetectParams {
-        DetectParams {
-            confidence_threshold: self.confidence_threshold,
-            nms_threshold: self.nms_threshold,
-            max_faces: self.max_faces as usize,
-            min_face_size: self.min_face_size as f32,
-            inference_size: self.inference_size as usize,
-            scale_filter: self.scaling_method.into(),
-            tiling: self.tiling.into(),
-            tile_scale: self.tile_scale,
-            regions: self.regions.clone(),
-        }
-    }
-
-    fn session_config(&self) -> SessionConfig {
-        SessionConfig {
-            threads: self.threads as usize,
-            provider: self.execution_provider.into(),
-            device_id: self.device_id as i32,
-            tensorrt_fp16: self.tensorrt_fp16,
-            tensorrt_cache: (!self.tensorrt_cache_dir.is_empty())
-                .then(|| self.tensorrt_cache_dir.clone().into()),
-        }
-    }
-
-    fn client_options(&self) -> ClientOptions {
-        ClientOptions {
-            batch_size: self.batch_size as usize,
-            batch_timeout: Duration::from_micros(self.batch_timeout),
-        }
-    }
-}
 
 struct State {
     detector: Detector,
@@ -192,16 +68,6 @@ struct FrameStamp {
     pts: Option<gst::ClockTime>,
 }
 
-/// Properties that take effect only at the next start (READY → PAUSED).
-const START_ONLY: [&str; 6] = [
-    "threads",
-    "execution-provider",
-    "shared",
-    "device-id",
-    "tensorrt-fp16",
-    "tensorrt-cache-dir",
-];
-
 #[derive(Default)]
 pub struct RetinaFaceDetect {
     settings: Mutex<Settings>,
@@ -219,159 +85,12 @@ impl ObjectSubclass for RetinaFaceDetect {
 
 impl ObjectImpl for RetinaFaceDetect {
     fn properties() -> &'static [glib::ParamSpec] {
-        static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
-            let d = Settings::default();
-            vec![
-                glib::ParamSpecString::builder("model")
-                    .nick("Model")
-                    .blurb("Path of the RetinaFace ONNX model (default: $RETINAFACE_MODEL or the model installed by scripts/setup.sh). Set while playing, the new model loads in the background and frames switch to it between two frames; a model that does not load is reported with a WARNING and the old one stays")
-                    .default_value(Some(d.model.as_str()))
-                    .mutable_playing()
-                    .build(),
-                glib::ParamSpecFloat::builder("confidence-threshold")
-                    .nick("Confidence threshold")
-                    .blurb("Minimum face score (0..1)")
-                    .minimum(0.0)
-                    .maximum(1.0)
-                    .default_value(d.confidence_threshold)
-                    .mutable_playing()
-                    .build(),
-                glib::ParamSpecFloat::builder("nms-threshold")
-                    .nick("NMS threshold")
-                    .blurb("Overlap (IoU) above which the weaker of two faces is dropped")
-                    .minimum(0.0)
-                    .maximum(1.0)
-                    .default_value(d.nms_threshold)
-                    .mutable_playing()
-                    .build(),
-                glib::ParamSpecUInt::builder("max-faces")
-                    .nick("Maximum faces")
-                    .blurb(&format!("Report at most this many faces per frame, best first (0 = the ceiling of {MAX_FACES})"))
-                    .maximum(MAX_FACES as u32)
-                    .default_value(d.max_faces)
-                    .mutable_playing()
-                    .build(),
-                glib::ParamSpecUInt::builder("min-face-size")
-                    .nick("Minimum face size")
-                    .blurb("Ignore faces narrower or shorter than this many frame pixels")
-                    .default_value(d.min_face_size)
-                    .mutable_playing()
-                    .build(),
-                glib::ParamSpecUInt::builder("inference-size")
-                    .nick("Inference size")
-                    .blurb("Long side in pixels of the frame copy the model sees, aspect kept (0 = native size). Memory and time grow with its square: see README")
-                    .maximum(MAX_INFERENCE_SIZE)
-                    .default_value(d.inference_size)
-                    .mutable_playing()
-                    .build(),
-                glib::ParamSpecEnum::builder_with_default("scaling-method", d.scaling_method)
-                    .nick("Scaling method")
-                    .blurb("How frames are scaled to the inference size")
-                    .mutable_playing()
-                    .build(),
-                glib::ParamSpecUInt::builder("interval")
-                    .nick("Interval")
-                    .blurb("Run the model on every N-th frame; frames in between carry the last faces")
-                    .minimum(1)
-                    .default_value(d.interval)
-                    .mutable_playing()
-                    .build(),
-                glib::ParamSpecUInt::builder("threads")
-                    .nick("Threads")
-                    .blurb("ONNX Runtime intra-op threads (0 = one per core); threads never spin")
-                    .maximum(MAX_THREADS)
-                    .default_value(d.threads)
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecEnum::builder_with_default("execution-provider", d.execution_provider)
-                    .nick("Execution provider")
-                    .blurb("Where inference runs; an unavailable GPU provider falls back to CPU with a warning")
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecUInt::builder("device-id")
-                    .nick("Device id")
-                    .blurb("GPU index for the cuda and tensorrt execution providers")
-                    .maximum(MAX_DEVICE_ID)
-                    .default_value(d.device_id)
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecBoolean::builder("tensorrt-fp16")
-                    .nick("TensorRT FP16")
-                    .blurb("tensorrt: build the engine in half precision where the GPU supports it")
-                    .default_value(d.tensorrt_fp16)
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecString::builder("tensorrt-cache-dir")
-                    .nick("TensorRT cache directory")
-                    .blurb("tensorrt: where built engines are kept, so that later starts with the same model, GPU and options skip the build (minutes); empty = build at every start")
-                    .default_value(Some(d.tensorrt_cache_dir.as_str()))
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecBoolean::builder("post-messages")
-                    .nick("Post messages")
-                    .blurb(&format!("Post a '{MESSAGE_NAME}' element message with the faces of every processed frame"))
-                    .default_value(d.post_messages)
-                    .mutable_playing()
-                    .build(),
-                glib::ParamSpecEnum::builder_with_default("tiling", d.tiling)
-                    .nick("Tiling")
-                    .blurb("auto: frames (or regions) larger than a tile are covered by overlapping tiles of inference-size at tile-scale, plus one whole pass at inference-size for large faces: finds small faces in wide scenes with memory bounded by the tile size (time ≈ 1.3–1.5× a native-size pass on CPU; inference-size=0 never tiles)")
-                    .mutable_playing()
-                    .build(),
-                glib::ParamSpecFloat::builder("tile-scale")
-                    .nick("Tile scale")
-                    .blurb("Scale of tiles: 1 = native frame pixels; 2 = upsampled twice (faces under 16 px, 4× the tiles)")
-                    .minimum(TILE_SCALE_RANGE.0)
-                    .maximum(TILE_SCALE_RANGE.1)
-                    .default_value(d.tile_scale)
-                    .mutable_playing()
-                    .build(),
-                glib::ParamSpecUInt::builder("batch-size")
-                    .nick("Batch size")
-                    .blurb("Most inputs of one model run, counting those of other streams sharing the model (elements with the same model, provider, device and threads share one session); a frame's own tiles always share runs of up to 4")
-                    .minimum(1)
-                    .maximum(ORT_MAX_BATCH as u32)
-                    .default_value(d.batch_size)
-                    .mutable_playing()
-                    .build(),
-                glib::ParamSpecUInt64::builder("batch-timeout")
-                    .nick("Batch timeout")
-                    .blurb("Longest a frame waits for other streams to fill its batch, in µs (0 = run with whatever is queued)")
-                    .maximum(MAX_BATCH_TIMEOUT_US)
-                    .default_value(d.batch_timeout)
-                    .mutable_playing()
-                    .build(),
-                glib::ParamSpecBoolean::builder("async")
-                    .nick("Asynchronous")
-                    .blurb("Never wait for the model: a frame is handed over only if the model is free (else not analysed), and every buffer carries the latest finished faces, marked as not analysed on it. No latency is added")
-                    .default_value(d.async_)
-                    .mutable_playing()
-                    .build(),
-                glib::ParamSpecBoolean::builder("shared")
-                    .nick("Shared")
-                    .blurb("Share one model session with every other element of the process that has the same model, execution provider, device and threads (batching across streams needs it); false = a session of its own")
-                    .default_value(d.shared)
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecString::builder("roi-type")
-                    .nick("ROI type")
-                    .blurb("Also detect inside the upstream region-of-interest metas of this roi_type (e.g. from gvaattachroi or the application; 'face' is never used); when set, a frame with neither such metas nor 'regions' is not analysed (empty = ignore upstream ROIs)")
-                    .default_value(Some(""))
-                    .mutable_playing()
-                    .build(),
-                glib::ParamSpecString::builder("regions")
-                    .nick("Regions")
-                    .blurb("Detect only inside these rectangles, 'x,y,w,h;x,y,w,h;…' in frame pixels (empty = whole frame); faces are reported in frame pixels")
-                    .default_value(Some(""))
-                    .mutable_playing()
-                    .build(),
-            ]
-        });
+        static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(settings::properties);
         PROPERTIES.as_ref()
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
-        if START_ONLY.contains(&pspec.name()) && self.state.lock().unwrap().is_some() {
+        if settings::start_only(pspec) && self.state.lock().unwrap().is_some() {
             // Silently keeping the value for the next start would make the user believe it
             // applies now.
             gst::element_imp_warning!(
@@ -384,91 +103,15 @@ impl ObjectImpl for RetinaFaceDetect {
             );
             return;
         }
-        let mut s = self.settings.lock().unwrap();
-        match pspec.name() {
-            "model" => {
-                s.model = value
-                    .get::<Option<String>>()
-                    .unwrap()
-                    .unwrap_or_else(default_model_path);
-                s.model_serial += 1;
-            }
-            "batch-size" => s.batch_size = value.get().unwrap(),
-            "batch-timeout" => s.batch_timeout = value.get().unwrap(),
-            "async" => s.async_ = value.get().unwrap(),
-            "shared" => s.shared = value.get().unwrap(),
-            "roi-type" => s.roi_type = value.get::<Option<String>>().unwrap().unwrap_or_default(),
-            "device-id" => s.device_id = value.get().unwrap(),
-            "tensorrt-fp16" => s.tensorrt_fp16 = value.get().unwrap(),
-            "tensorrt-cache-dir" => {
-                s.tensorrt_cache_dir = value.get::<Option<String>>().unwrap().unwrap_or_default()
-            }
-            "confidence-threshold" => s.confidence_threshold = value.get().unwrap(),
-            "nms-threshold" => s.nms_threshold = value.get().unwrap(),
-            "max-faces" => s.max_faces = value.get().unwrap(),
-            "min-face-size" => s.min_face_size = value.get().unwrap(),
-            "inference-size" => s.inference_size = value.get().unwrap(),
-            "scaling-method" => s.scaling_method = value.get().unwrap(),
-            "interval" => s.interval = value.get().unwrap(),
-            "threads" => s.threads = value.get().unwrap(),
-            "execution-provider" => s.execution_provider = value.get().unwrap(),
-            "post-messages" => s.post_messages = value.get().unwrap(),
-            "tiling" => s.tiling = value.get().unwrap(),
-            "tile-scale" => s.tile_scale = value.get().unwrap(),
-            "regions" => {
-                let text = value.get::<Option<String>>().unwrap().unwrap_or_default();
-                match parse_regions(&text) {
-                    Ok(regions) => {
-                        s.regions = regions;
-                        s.regions_text = text;
-                    }
-                    Err(why) => {
-                        drop(s);
-                        gst::element_imp_warning!(
-                            self,
-                            gst::LibraryError::Settings,
-                            (
-                                "invalid regions '{}': {}; the previous regions stay",
-                                text,
-                                why
-                            )
-                        );
-                        return;
-                    }
-                }
-            }
-            _ => unreachable!(),
+        let refused = self.settings.lock().unwrap().set(pspec.name(), value);
+        match refused {
+            Ok(()) => gst::debug!(CAT, imp = self, "{} set to {:?}", pspec.name(), value),
+            Err(why) => gst::element_imp_warning!(self, gst::LibraryError::Settings, ("{}", why)),
         }
-        gst::debug!(CAT, imp = self, "{} set to {:?}", pspec.name(), value);
     }
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
-        let s = self.settings.lock().unwrap();
-        match pspec.name() {
-            "model" => s.model.to_value(),
-            "confidence-threshold" => s.confidence_threshold.to_value(),
-            "nms-threshold" => s.nms_threshold.to_value(),
-            "max-faces" => s.max_faces.to_value(),
-            "min-face-size" => s.min_face_size.to_value(),
-            "inference-size" => s.inference_size.to_value(),
-            "scaling-method" => s.scaling_method.to_value(),
-            "interval" => s.interval.to_value(),
-            "threads" => s.threads.to_value(),
-            "execution-provider" => s.execution_provider.to_value(),
-            "post-messages" => s.post_messages.to_value(),
-            "tiling" => s.tiling.to_value(),
-            "tile-scale" => s.tile_scale.to_value(),
-            "regions" => s.regions_text.to_value(),
-            "batch-size" => s.batch_size.to_value(),
-            "batch-timeout" => s.batch_timeout.to_value(),
-            "async" => s.async_.to_value(),
-            "shared" => s.shared.to_value(),
-            "roi-type" => s.roi_type.to_value(),
-            "device-id" => s.device_id.to_value(),
-            "tensorrt-fp16" => s.tensorrt_fp16.to_value(),
-            "tensorrt-cache-dir" => s.tensorrt_cache_dir.to_value(),
-            _ => unreachable!(),
-        }
+        self.settings.lock().unwrap().get(pspec.name())
     }
 }
 
@@ -489,7 +132,7 @@ impl ElementImpl for RetinaFaceDetect {
 
     fn pad_templates() -> &'static [gst::PadTemplate] {
         static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> =
-            LazyLock::new(|| crate::filter_pad_templates(&crate::detect::raw_video_caps()));
+            LazyLock::new(|| crate::filter_pad_templates(&crate::videoformat::raw_video_caps()));
         TEMPLATES.as_ref()
     }
 }
@@ -502,7 +145,7 @@ impl BaseTransformImpl for RetinaFaceDetect {
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         let settings = self.settings.lock().unwrap().clone();
-        let config = settings.session_config();
+        let config = settings.session.clone();
         let started = std::time::Instant::now();
         if config.provider == retinaface::ExecutionProvider::TensorRt {
             // Building an engine takes minutes: say so before the wait, not after.
@@ -535,29 +178,24 @@ impl BaseTransformImpl for RetinaFaceDetect {
             private = Registry::new();
             &private
         };
-        let detector = Detector::connect(
-            registry,
-            key,
-            &crate::ort_search_dirs(),
-            settings.client_options(),
-        )
-        .map_err(|e| {
-            use retinaface::detector::DetectorError as E;
-            use retinaface::runtime::RuntimeError as R;
-            match e {
-                E::Runtime(R::ModelMissing(_)) => {
-                    gst::error_msg!(gst::ResourceError::NotFound, ("{e}"))
+        let detector = Detector::connect(registry, key, &crate::ort_search_dirs(), settings.client)
+            .map_err(|e| {
+                use retinaface::detector::DetectorError as E;
+                use retinaface::runtime::RuntimeError as R;
+                match e {
+                    E::Runtime(R::ModelMissing(_)) => {
+                        gst::error_msg!(gst::ResourceError::NotFound, ("{e}"))
+                    }
+                    E::Runtime(R::LibraryMissing { .. }) => {
+                        gst::error_msg!(gst::LibraryError::Init, ("{e}"))
+                    }
+                    E::Runtime(R::ModelInvalid { .. } | R::ModelIsDirectory(_))
+                    | E::Contract { .. } => {
+                        gst::error_msg!(gst::ResourceError::OpenRead, ("{e}"))
+                    }
+                    other => gst::error_msg!(gst::LibraryError::Failed, ("{other}")),
                 }
-                E::Runtime(R::LibraryMissing { .. }) => {
-                    gst::error_msg!(gst::LibraryError::Init, ("{e}"))
-                }
-                E::Runtime(R::ModelInvalid { .. } | R::ModelIsDirectory(_))
-                | E::Contract { .. } => {
-                    gst::error_msg!(gst::ResourceError::OpenRead, ("{e}"))
-                }
-                other => gst::error_msg!(gst::LibraryError::Failed, ("{other}")),
-            }
-        })?;
+            })?;
         for warning in &detector.warnings {
             gst::element_imp_warning!(self, gst::LibraryError::Init, ("{}", warning));
         }
@@ -650,18 +288,15 @@ impl BaseTransformImpl for RetinaFaceDetect {
 
     fn transform_ip(&self, buf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
         // Only what a frame needs: cloning all settings would copy the model path every frame.
-        let (mut params, interval, post_messages, options, model_serial, async_, roi_type) = {
-            let s = self.settings.lock().unwrap();
-            (
-                s.detect_params(),
-                s.interval,
-                s.post_messages,
-                s.client_options(),
-                s.model_serial,
-                s.async_,
-                (!s.roi_type.is_empty()).then(|| s.roi_type.clone()),
-            )
-        };
+        let settings::FrameSettings {
+            mut params,
+            interval,
+            post_messages,
+            client: options,
+            model_serial,
+            async_,
+            roi_type,
+        } = self.settings.lock().unwrap().for_frame();
         let mut guard = self.state.lock().unwrap();
         let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
         state.detector.set_options(options);

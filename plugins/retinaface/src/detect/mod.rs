@@ -12,6 +12,7 @@ use gst::prelude::*;
 mod imp;
 mod latency;
 mod roi;
+mod settings;
 
 /// Where the model runs; an unavailable GPU provider falls back to CPU with a warning.
 #[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, Default, glib::Enum)]
@@ -40,6 +41,16 @@ impl From<ExecutionProvider> for retinaface::ExecutionProvider {
     }
 }
 
+impl From<retinaface::ExecutionProvider> for ExecutionProvider {
+    fn from(p: retinaface::ExecutionProvider) -> Self {
+        match p {
+            retinaface::ExecutionProvider::Cpu => Self::Cpu,
+            retinaface::ExecutionProvider::Cuda => Self::Cuda,
+            retinaface::ExecutionProvider::TensorRt => Self::Tensorrt,
+        }
+    }
+}
+
 /// How frames are scaled to the inference size.
 #[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, Default, glib::Enum)]
 #[repr(u32)]
@@ -60,6 +71,15 @@ impl From<ScalingMethod> for retinaface::ScaleFilter {
         match m {
             ScalingMethod::Nearest => Self::Nearest,
             ScalingMethod::Bilinear => Self::Bilinear,
+        }
+    }
+}
+
+impl From<retinaface::ScaleFilter> for ScalingMethod {
+    fn from(m: retinaface::ScaleFilter) -> Self {
+        match m {
+            retinaface::ScaleFilter::Nearest => Self::Nearest,
+            retinaface::ScaleFilter::Bilinear => Self::Bilinear,
         }
     }
 }
@@ -88,6 +108,15 @@ impl From<Tiling> for retinaface::Tiling {
     }
 }
 
+impl From<retinaface::Tiling> for Tiling {
+    fn from(t: retinaface::Tiling) -> Self {
+        match t {
+            retinaface::Tiling::Off => Self::Off,
+            retinaface::Tiling::Auto => Self::Auto,
+        }
+    }
+}
+
 glib::wrapper! {
     pub struct RetinaFaceDetect(ObjectSubclass<imp::RetinaFaceDetect>)
         @extends gst_base::BaseTransform, gst::Element, gst::Object;
@@ -107,17 +136,6 @@ pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
 
 /// Name of the element message posted per processed frame when `post-messages` is set.
 pub const MESSAGE_NAME: &str = "retinaface";
-
-/// Raw formats the element accepts: every layout of the core's pixel table (packed RGB variants
-/// and the two common YUV 4:2:0 layouts), mapped in [`crate::videoformat`].
-pub(crate) use crate::videoformat::FORMATS;
-
-/// `video/x-raw` in [`FORMATS`], any size and rate: what the detector and the overlay accept.
-pub(crate) fn raw_video_caps() -> gst::Caps {
-    gst_video::VideoCapsBuilder::new()
-        .format_list(FORMATS.iter().copied())
-        .build()
-}
 
 /// Default model path: `$RETINAFACE_MODEL`, else where scripts/setup.sh installs it.
 pub fn default_model_path() -> String {

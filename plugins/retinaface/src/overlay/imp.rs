@@ -248,7 +248,7 @@ impl ElementImpl for RetinaFaceOverlay {
 
     fn pad_templates() -> &'static [gst::PadTemplate] {
         static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> =
-            LazyLock::new(|| crate::filter_pad_templates(&crate::detect::raw_video_caps()));
+            LazyLock::new(|| crate::filter_pad_templates(&crate::videoformat::raw_video_caps()));
         TEMPLATES.as_ref()
     }
 }

@@ -239,7 +239,7 @@ impl ElementImpl for RetinaFaceTrack {
     fn pad_templates() -> &'static [gst::PadTemplate] {
         // The detector's formats: the tracker sits right after it.
         static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> =
-            LazyLock::new(|| crate::filter_pad_templates(&crate::detect::raw_video_caps()));
+            LazyLock::new(|| crate::filter_pad_templates(&crate::videoformat::raw_video_caps()));
         TEMPLATES.as_ref()
     }
 }
