@@ -52,21 +52,16 @@
 //! finite are dropped, so every output box is finite with a positive size. Detections that are
 //! not finite or not of positive size are ignored.
 
-use pathfinding::kuhn_munkres::kuhn_munkres;
-use pathfinding::matrix::Matrix;
+mod assign;
+mod kalman;
 
 use crate::decode::Face;
-use crate::geometry::{centre_to_corners, corners_to_centre, iou};
+use crate::geometry::{centre_to_corners, corners_to_centre};
+use assign::associate;
+use kalman::BoxFilter;
 
 /// Smallest width and height, in pixels, of a track's box (predicted, filtered or output).
 pub const MIN_SIZE: f32 = 1.0;
-
-/// ByteTrack's (and SORT's) process/measurement noise weights, relative to the box size.
-const STD_WEIGHT_POSITION: f32 = 1.0 / 20.0;
-const STD_WEIGHT_VELOCITY: f32 = 1.0 / 160.0;
-
-/// Fixed-point scale of the IoU weights given to the integer Kuhn–Munkres solver.
-const IOU_SCALE: f32 = 1.0e6;
 
 /// Largest smoothing factor used; 1 would freeze the output on analysed frames. The tracker
 /// element's `smoothing` property takes its maximum from here.
@@ -157,127 +152,6 @@ pub struct TrackedFace {
     /// skipped, a detection that arrived late). How far the face may have moved from where the
     /// box says grows with it.
     pub since_detection: u32,
-}
-
-/// One coordinate's constant-velocity filter: state `(p, v)`, covariance `[[pp, pv], [pv, vv]]`.
-#[derive(Debug, Clone, Copy)]
-struct Axis {
-    p: f32,
-    v: f32,
-    pp: f32,
-    pv: f32,
-    vv: f32,
-}
-
-impl Axis {
-    fn new(z: f32, scale: f32) -> Self {
-        let sp = 2.0 * STD_WEIGHT_POSITION * scale;
-        let sv = 10.0 * STD_WEIGHT_VELOCITY * scale;
-        Self {
-            p: z,
-            v: 0.0,
-            pp: sp * sp,
-            pv: 0.0,
-            vv: sv * sv,
-        }
-    }
-
-    /// `x ← F x`, `P ← F P Fᵀ + Q` with `F = [[1, 1], [0, 1]]`.
-    fn predict(&mut self, scale: f32) {
-        let qp = STD_WEIGHT_POSITION * scale;
-        let qv = STD_WEIGHT_VELOCITY * scale;
-        self.p += self.v;
-        self.pp += 2.0 * self.pv + self.vv + qp * qp;
-        self.pv += self.vv;
-        self.vv += qv * qv;
-    }
-
-    /// Measurement of `p` with variance `r2`.
-    fn update(&mut self, z: f32, r2: f32) {
-        let s = self.pp + r2;
-        let (kp, kv) = (self.pp / s, self.pv / s);
-        let y = z - self.p;
-        self.p += kp * y;
-        self.v += kv * y;
-        // (I − K H) P, written so that it stays symmetric and positive.
-        let (pp, pv, vv) = (self.pp, self.pv, self.vv);
-        self.pp = pp * r2 / s;
-        self.pv = pv * r2 / s;
-        self.vv = vv - pv * kv;
-    }
-
-    fn is_finite(&self) -> bool {
-        [self.p, self.v, self.pp, self.pv, self.vv]
-            .iter()
-            .all(|x| x.is_finite())
-    }
-}
-
-/// The Kalman filter on `(cx, cy, w, h)`.
-#[derive(Debug, Clone, Copy)]
-struct BoxFilter {
-    axes: [Axis; 4],
-}
-
-impl BoxFilter {
-    fn new(z: [f32; 4]) -> Self {
-        let scales = noise_scales(z);
-        Self {
-            axes: std::array::from_fn(|i| Axis::new(z[i], scales[i])),
-        }
-    }
-
-    fn state(&self) -> [f32; 4] {
-        self.axes.map(|a| a.p)
-    }
-
-    fn predict(&mut self) {
-        let scales = noise_scales(self.state());
-        for (a, s) in self.axes.iter_mut().zip(scales) {
-            a.predict(s);
-        }
-        self.clamp_size();
-    }
-
-    fn update(&mut self, z: [f32; 4]) {
-        // Measurement noise from the predicted box, as ByteTrack's `project`.
-        let scales = noise_scales(self.state());
-        for ((a, z), s) in self.axes.iter_mut().zip(z).zip(scales) {
-            let r = STD_WEIGHT_POSITION * s;
-            a.update(z, r * r);
-        }
-        self.clamp_size();
-    }
-
-    fn clamp_size(&mut self) {
-        for a in &mut self.axes[2..] {
-            if a.p < MIN_SIZE {
-                a.p = MIN_SIZE;
-                a.v = a.v.max(0.0);
-            }
-        }
-    }
-
-    /// Lost tracks keep moving but stop growing or shrinking (ByteTrack zeroes the height
-    /// velocity of tracks that are not tracked).
-    fn freeze_size(&mut self) {
-        self.axes[2].v = 0.0;
-        self.axes[3].v = 0.0;
-    }
-
-    fn bbox(&self) -> [f32; 4] {
-        centre_to_corners(self.state())
-    }
-
-    fn is_finite(&self) -> bool {
-        self.axes.iter().all(Axis::is_finite)
-    }
-}
-
-/// Noise standard deviations scale with the width for `cx`, `w` and the height for `cy`, `h`.
-fn noise_scales(xywh: [f32; 4]) -> [f32; 4] {
-    let (w, h) = (xywh[2].max(MIN_SIZE), xywh[3].max(MIN_SIZE));
-    [w, h, w, h]
 }
 
 fn face_is_valid(f: &Face) -> bool {
@@ -645,108 +519,6 @@ impl Tracker {
         out.sort_unstable_by_key(|t| t.id);
         out
     }
-}
-
-/// Optimal one-to-one matching between boxes `a` (rows) and `b` (columns): among pairs with
-/// `IoU >= gate` (and `IoU > 0`), the matching that maximises `Σ (IoU − gate)`. Returns
-/// `(row, column)` pairs.
-fn associate(a: &[[f32; 4]], b: &[[f32; 4]], gate: f32) -> Vec<(usize, usize)> {
-    if a.is_empty() || b.is_empty() {
-        return Vec::new();
-    }
-    let weight = |x: &[f32; 4], y: &[f32; 4]| -> i64 {
-        let v = iou(x, y);
-        if v > 0.0 && v >= gate {
-            // +1 so that a pair exactly at the gate still counts as a match.
-            ((v - gate) * IOU_SCALE) as i64 + 1
-        } else {
-            0
-        }
-    };
-    let (n, m) = (a.len(), b.len());
-    let mut weights = vec![0i64; n * m];
-    for (i, x) in a.iter().enumerate() {
-        for (j, y) in b.iter().enumerate() {
-            weights[i * m + j] = weight(x, y);
-        }
-    }
-    let at = |i: usize, j: usize| weights[i * m + j];
-
-    // The problem splits into the connected components of the graph of admissible pairs; faces
-    // that do not overlap one another make components of one track and one detection, which
-    // need no solver. Each larger component goes to Kuhn–Munkres on its own.
-    let mut matches = Vec::new();
-    let mut row_seen = vec![false; n];
-    let mut col_seen = vec![false; m];
-    let (mut rows, mut cols, mut queue) = (Vec::new(), Vec::new(), Vec::new());
-    for start in 0..n {
-        if row_seen[start] {
-            continue;
-        }
-        row_seen[start] = true;
-        rows.clear();
-        cols.clear();
-        queue.clear();
-        queue.push(start);
-        while let Some(i) = queue.pop() {
-            rows.push(i);
-            for (j, col) in col_seen.iter_mut().enumerate() {
-                if !*col && at(i, j) > 0 {
-                    *col = true;
-                    cols.push(j);
-                    for (k, seen) in row_seen.iter_mut().enumerate() {
-                        if !*seen && at(k, j) > 0 {
-                            *seen = true;
-                            queue.push(k);
-                        }
-                    }
-                }
-            }
-        }
-        match (rows.len(), cols.len()) {
-            (_, 0) => {}
-            (1, 1) => matches.push((rows[0], cols[0])),
-            _ => solve(&rows, &cols, &at, &mut matches),
-        }
-    }
-    matches
-}
-
-/// Kuhn–Munkres on the `rows` × `cols` part of the weights; pushes the pairs with a positive
-/// weight.
-fn solve(
-    rows: &[usize],
-    cols: &[usize],
-    at: &impl Fn(usize, usize) -> i64,
-    matches: &mut Vec<(usize, usize)>,
-) {
-    // The solver wants no more rows than columns.
-    let transposed = rows.len() > cols.len();
-    let (outer, inner) = if transposed {
-        (cols, rows)
-    } else {
-        (rows, cols)
-    };
-    let pair = |o: usize, n: usize| {
-        if transposed {
-            (inner[n], outer[o])
-        } else {
-            (outer[o], inner[n])
-        }
-    };
-    let values: Vec<i64> = (0..outer.len())
-        .flat_map(|o| (0..inner.len()).map(move |n| pair(o, n)))
-        .map(|(i, j)| at(i, j))
-        .collect();
-    let matrix = Matrix::from_vec(outer.len(), inner.len(), values).expect("sizes match");
-    let (_, assignment) = kuhn_munkres(&matrix);
-    matches.extend(
-        assignment
-            .into_iter()
-            .enumerate()
-            .map(|(o, n)| pair(o, n))
-            .filter(|&(i, j)| at(i, j) > 0),
-    );
 }
 
 #[cfg(test)]
@@ -1344,27 +1116,6 @@ mod tests {
             t.predict();
         }
         assert_eq!(t.history_len(), HISTORY);
-    }
-
-    #[test]
-    fn association_is_optimal_not_greedy() {
-        // Row 0 overlaps column 0 best (IoU 0.9), but taking that pair leaves row 1 without
-        // any admissible column; the optimum pairs 0–1 and 1–0.
-        let t: [[f32; 4]; 2] = [[0.0, 0.0, 100.0, 100.0], [0.0, 0.0, 100.0, 80.0]];
-        let d = [[0.0, 0.0, 100.0, 90.0], [0.0, 0.0, 100.0, 140.0]];
-        assert!((iou(&t[0], &d[0]) - 0.9).abs() < 1e-6);
-        assert!((iou(&t[1], &d[1]) - 80.0 / 140.0).abs() < 1e-6);
-        let gate = 0.6;
-        assert!(iou(&t[1], &d[1]) < gate);
-        let mut m = associate(&t, &d, gate);
-        m.sort();
-        assert_eq!(m, [(0, 1), (1, 0)]);
-        // More rows than columns, and the reverse, both work (the solver wants rows ≤ columns).
-        assert_eq!(associate(&t, &d[..1], gate), [(0, 0)]);
-        assert_eq!(associate(&t[1..], &d, gate), [(0, 0)]);
-        // Nothing admissible: nothing matched; IoU 0 never matches, even with gate 0.
-        assert!(associate(&t, &[[500.0, 500.0, 600.0, 600.0]], 0.0).is_empty());
-        assert!(associate(&t, &d, 0.95).is_empty());
     }
 
     /// Per-frame cost with 50 faces: `cargo test --release -p retinaface --lib track -- --ignored
