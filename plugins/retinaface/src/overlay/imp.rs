@@ -7,7 +7,8 @@ use gst_base::subclass::prelude::*;
 use retinaface::{PixelLayout, YuvMatrix};
 
 use super::Mode;
-use super::canvas::{Anonymise, Argb, Canvas, Rect, merge_overlapping};
+use super::anonymise::{Anonymise, merge_overlapping};
+use super::canvas::{Argb, Canvas, Rect};
 use super::label;
 use crate::{facemeta, videoformat};
 

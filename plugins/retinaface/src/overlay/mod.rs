@@ -10,6 +10,7 @@
 
 use gst::prelude::*;
 
+mod anonymise;
 mod canvas;
 mod imp;
 mod label;
