@@ -255,14 +255,17 @@ impl Preprocessor {
             mean: n.mean[c],
             inv_std: n.inv_std[c],
         });
-        match (filter, frame.layout.packed()) {
+        let packed = frame.layout.packed().map(|(bpp, offsets)| Packed {
+            bpp,
+            byte_offset: std::array::from_fn(|c| offsets[color_of_channel[c]]),
+            norm,
+        });
+        match (filter, packed) {
             // Packed pixels: sample and normalise in one pass, reading the frame once, sparsely.
-            (ScaleFilter::Nearest, Some((bpp, offsets))) => {
-                self.nearest_packed(frame, geometry, bpp, offsets, color_of_channel, norm, slot)
+            (ScaleFilter::Nearest, Some(packed)) => {
+                self.nearest_packed(frame, geometry, &packed, slot)
             }
-            (ScaleFilter::Bilinear, Some((bpp, offsets))) => {
-                self.packed(frame, geometry, bpp, offsets, color_of_channel, norm, slot)?
-            }
+            (ScaleFilter::Bilinear, Some(packed)) => self.packed(frame, geometry, &packed, slot)?,
             // YUV: scaling each plane with SIMD and converting contiguous rows is faster than
             // gathering three planes per pixel.
             (_, None) => self.yuv(frame, geometry, color_of_channel, norm, slot)?,
@@ -270,17 +273,18 @@ impl Preprocessor {
         Ok(())
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn packed(
         &mut self,
         frame: &Frame,
         g: InputGeometry,
-        bpp: usize,
-        offsets: [usize; 3],
-        color_of_channel: [usize; 3],
-        norm: [Normalise; 3],
+        packed: &Packed,
         tensor: &mut [f32],
     ) -> Result<(), FrameError> {
+        let Packed {
+            bpp,
+            byte_offset,
+            norm,
+        } = *packed;
         let pixel_type = if bpp == 3 {
             PixelType::U8x3
         } else {
@@ -296,7 +300,6 @@ impl Preprocessor {
                     .scale(plane, frame.width, frame.height, pixel_type, g, out)?;
                 (out.as_slice(), g.content_width * bpp)
             };
-        let byte_offset: [usize; 3] = std::array::from_fn(|c| offsets[color_of_channel[c]]);
         tensor_rows(tensor, g).for_each(|(y, outs)| {
             let row = &src[y * src_stride..][..g.content_width * bpp];
             for (c, out) in outs.into_iter().enumerate() {
@@ -310,17 +313,18 @@ impl Preprocessor {
     }
 
     /// Nearest-neighbour sampling of packed pixels straight from the frame into the tensor.
-    #[allow(clippy::too_many_arguments)]
     fn nearest_packed(
         &mut self,
         frame: &Frame,
         g: InputGeometry,
-        bpp: usize,
-        offsets: [usize; 3],
-        color_of_channel: [usize; 3],
-        norm: [Normalise; 3],
+        packed: &Packed,
         tensor: &mut [f32],
     ) {
+        let Packed {
+            bpp,
+            byte_offset,
+            norm,
+        } = *packed;
         // Source column of each output column: the pixel whose centre is nearest.
         let source = |out: usize, out_len: usize, src_len: usize| {
             (((out as f64 + 0.5) * src_len as f64 / out_len as f64) as usize).min(src_len - 1)
@@ -329,7 +333,6 @@ impl Preprocessor {
         self.columns
             .extend((0..g.content_width).map(|x| source(x, g.content_width, frame.width) * bpp));
         let columns = &self.columns;
-        let byte_offset: [usize; 3] = std::array::from_fn(|c| offsets[color_of_channel[c]]);
         tensor_rows(tensor, g).for_each(|(y, outs)| {
             let row = frame.planes[0].row(source(y, g.content_height, frame.height));
             for (c, out) in outs.into_iter().enumerate() {
@@ -462,6 +465,15 @@ fn clear_padding(slot: &mut [f32], g: InputGeometry) {
             }
         }
     }
+}
+
+/// How a packed frame's bytes become the tensor's channels: bytes per pixel, the byte offset
+/// of each tensor channel's colour within a pixel, and each channel's normalisation.
+#[derive(Clone, Copy)]
+struct Packed {
+    bpp: usize,
+    byte_offset: [usize; 3],
+    norm: [Normalise; 3],
 }
 
 /// `(value − mean) / std` of one tensor channel.
