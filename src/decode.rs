@@ -13,7 +13,23 @@ pub struct Face {
     pub landmarks: [[f32; 2]; 5],
 }
 
+/// Where the five landmarks of an average frontal face sit, as fractions of its box: eyes,
+/// nose, mouth corners.
+const FRONTAL_LANDMARKS: [[f32; 2]; 5] =
+    [[0.3, 0.4], [0.7, 0.4], [0.5, 0.6], [0.35, 0.8], [0.65, 0.8]];
+
 impl Face {
+    /// A face of which only the box and score are known, with the landmarks of an average
+    /// frontal face inside the box (tests, and producers without landmarks).
+    pub fn from_box(bbox: [f32; 4], score: f32) -> Self {
+        let (w, h) = (bbox[2] - bbox[0], bbox[3] - bbox[1]);
+        Self {
+            bbox,
+            score,
+            landmarks: FRONTAL_LANDMARKS.map(|[u, v]| [bbox[0] + u * w, bbox[1] + v * h]),
+        }
+    }
+
     pub fn width(&self) -> f32 {
         self.bbox[2] - self.bbox[0]
     }

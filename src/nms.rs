@@ -24,11 +24,7 @@ mod tests {
     use super::*;
 
     fn face(bbox: [f32; 4], score: f32) -> Face {
-        Face {
-            bbox,
-            score,
-            landmarks: [[0.0; 2]; 5],
-        }
+        Face::from_box(bbox, score)
     }
 
     #[test]

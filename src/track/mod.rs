@@ -527,12 +527,7 @@ mod tests {
 
     /// A face with box `[x1, y1, x1 + w, y1 + h]` and landmarks at fixed fractions of the box.
     fn face(x1: f32, y1: f32, w: f32, h: f32, score: f32) -> Face {
-        const REL: [[f32; 2]; 5] = [[0.3, 0.4], [0.7, 0.4], [0.5, 0.6], [0.35, 0.8], [0.65, 0.8]];
-        Face {
-            bbox: [x1, y1, x1 + w, y1 + h],
-            score,
-            landmarks: REL.map(|[u, v]| [x1 + u * w, y1 + v * h]),
-        }
+        Face::from_box([x1, y1, x1 + w, y1 + h], score)
     }
 
     fn cfg() -> TrackerConfig {
