@@ -6,6 +6,10 @@
 
 use std::fmt;
 
+// The engine describes any model's tensors; the contract checks a RetinaFace model's.
+use crate::engine::ModelInfo;
+pub use crate::engine::TensorInfo;
+
 /// ONNX metadata property keys (`metadata_props`) read by [`ModelContract::from_metadata`].
 pub mod keys {
     /// Name of the image input tensor, e.g. `input`.
@@ -130,36 +134,6 @@ impl fmt::Display for ContractError {
 }
 
 impl std::error::Error for ContractError {}
-
-/// Shape and element type of one model tensor as the runtime reports it (`-1` = dynamic).
-#[derive(Debug, Clone)]
-pub struct TensorInfo {
-    pub name: String,
-    pub shape: Vec<i64>,
-    pub is_f32: bool,
-}
-
-impl fmt::Display for TensorInfo {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let dims: Vec<String> = self
-            .shape
-            .iter()
-            .map(|d| {
-                if *d < 0 {
-                    "?".to_string()
-                } else {
-                    d.to_string()
-                }
-            })
-            .collect();
-        let ty = if self.is_f32 {
-            "float32"
-        } else {
-            "non-float32"
-        };
-        write!(f, "'{}' [{}] {ty}", self.name, dims.join(","))
-    }
-}
 
 impl ModelContract {
     /// Defaults overridden by whichever of the [`keys`] the model's metadata defines.
@@ -295,6 +269,14 @@ impl ModelContract {
             (keys::VARIANCES, join(&self.priors.variances)),
             (keys::ASPECT_RATIOS, join(&self.priors.aspect_ratios)),
         ]
+    }
+
+    /// The contract of a loaded model: read from its metadata ([`ModelContract::from_metadata`])
+    /// and checked against its inputs and outputs ([`ModelContract::check_io`]).
+    pub fn of_model(model: &ModelInfo) -> Result<Self, ContractError> {
+        let contract = Self::from_metadata(|k| model.metadata.get(k).cloned())?;
+        contract.check_io(&model.inputs, &model.outputs)?;
+        Ok(contract)
     }
 
     /// Checks the model's declared inputs and outputs against the contract.

@@ -1,20 +1,25 @@
 //! Frame in, faces out, as a client of a shared inference [`engine`](crate::engine): the frame
 //! is planned into passes (whole frame, regions of interest, tiles: [`crate::tiling`]), each
-//! pass's crop is preprocessed into an engine [`Slot`], the slots go to the engine together
-//! (those of one input size share model runs), and every slot's outputs become candidates in
-//! frame pixels that one [`finish`] step merges ([`crate::postprocess`], shared with the
-//! trainer).
+//! pass's crop is preprocessed into one `[3, H, W]` input [`Tensor`] (a "slot"), the slots go
+//! to the engine together (those of one input size share model runs), and every slot's outputs
+//! become candidates in frame pixels that one [`finish`] step merges ([`crate::postprocess`],
+//! shared with the trainer).
+//!
+//! Everything RetinaFace is here, not in the engine: the loader the detector gives the engine
+//! refuses a model that does not fit the [`ModelContract`] (so such a file fails its load, also
+//! in a live swap), and the outputs are found by the contract's names and checked against the
+//! priors of the slot's size before they are decoded.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::contract::{ContractError, ModelContract};
 use crate::decode::Face;
 use crate::engine::{
-    Backend, Client, ClientOptions, Done, EngineError, EngineKey, Loader, OrtBackend, Registry,
-    Slot, Ticket,
+    Backend, Client, ClientOptions, Done, EngineError, EngineKey, LoadError, Loader, ModelInfo,
+    OrtBackend, Registry, Tensor, Ticket,
 };
 use crate::postprocess::{FinishParams, Limits, Placement, candidates, finish, reduce};
 pub use crate::postprocess::{MAX_FACES, PRE_NMS_TOP_K};
@@ -87,23 +92,78 @@ pub enum DetectorError {
     #[error("inference failed: {0}")]
     Inference(String),
     #[error(transparent)]
-    Engine(#[from] EngineError),
+    Engine(EngineError),
 }
+
+/// Load failures come back as what they are (missing runtime or file, a model that does not
+/// fit the contract), so that callers can tell their user what to fix; other engine errors as
+/// [`DetectorError::Engine`].
+impl From<EngineError> for DetectorError {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::Load {
+                source: LoadError::Runtime(e),
+                ..
+            } => Self::Runtime(e),
+            EngineError::Load {
+                path,
+                source: LoadError::Unfit { reason, .. },
+            } => Self::Contract {
+                path,
+                source: ContractError(reason),
+            },
+            other => Self::Engine(other),
+        }
+    }
+}
+
+/// The name [`LoadError::Unfit`] gives the contract the detector's loader checks.
+const CONTRACT: &str = "RetinaFace";
 
 /// A RetinaFace model ready to run on frames: one stream's client of an engine.
 pub struct Detector {
     client: Client,
     preprocessor: Preprocessor,
-    /// Priors per input size `(height, width)` of the contract `priors_of`; a frame uses one
-    /// size per kind of pass.
-    priors: HashMap<(usize, usize), Vec<Prior>>,
-    priors_of: Option<Arc<ModelContract>>,
+    /// How the detector reads the model it last prepared a frame for or decoded an answer of.
+    view: Option<View>,
     /// Slots the engine gave back, reused for the next frame's passes.
-    spare: Vec<Slot>,
+    spare: Vec<Tensor>,
     /// Longest [`Detector::collect`] waits for one slot's answer.
     pub timeout: Duration,
     /// Non-fatal problems met while loading (e.g. GPU provider fallback).
     pub warnings: Vec<String>,
+}
+
+/// An engine's model as the detector reads it, made once per model (a swap brings another).
+struct View {
+    model: Arc<ModelInfo>,
+    contract: Arc<ModelContract>,
+    /// Where `loc`, `conf` and `landmarks` are among an answer's outputs.
+    outputs: [usize; 3],
+    /// Priors per input size `(height, width)`; a frame uses one size per kind of pass.
+    priors: HashMap<(usize, usize), Vec<Prior>>,
+}
+
+impl View {
+    fn new(model: &Arc<ModelInfo>) -> Result<Self, ContractError> {
+        let contract = ModelContract::of_model(model)?;
+        let position = |name: &str| {
+            model
+                .output(name)
+                .ok_or_else(|| ContractError(format!("model has no output '{name}'")))
+        };
+        let outputs = [
+            position(&contract.loc)?,
+            position(&contract.conf)?,
+            position(&contract.landmarks)?,
+        ];
+        Ok(Self {
+            model: Arc::clone(model),
+            contract: Arc::new(contract),
+            outputs,
+            priors: HashMap::new(),
+        })
+    }
 }
 
 /// One frame's slots handed to the engine, waiting for their outputs.
@@ -154,32 +214,29 @@ impl Detector {
         ort_dirs: &[PathBuf],
         options: ClientOptions,
     ) -> Result<Self, DetectorError> {
-        let failed = Arc::new(Mutex::new(None));
-        let loader = typed_loader(ort_dirs.to_vec(), Arc::clone(&failed));
-        let client = registry
-            .client(key, loader, frame_options(options))
-            .map_err(|e| {
-                failed
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .take()
-                    .unwrap_or(DetectorError::Engine(e))
-            })?;
+        let loader = retinaface_loader(ort_dirs.to_vec());
+        let client = registry.client(key, loader, frame_options(options))?;
         let warnings = client.engine().warnings().to_vec();
-        Ok(Self {
+        let mut detector = Self {
             client,
             preprocessor: Preprocessor::new(),
-            priors: HashMap::new(),
-            priors_of: None,
+            view: None,
             spare: Vec::new(),
             timeout: DEFAULT_TIMEOUT,
             warnings,
-        })
+        };
+        // Checked again here in case another kind of client of the registry loaded this model
+        // file (with a loader of its own): a detector only runs models that fit.
+        let model = Arc::clone(detector.client.engine().model());
+        detector.view(&model)?;
+        Ok(detector)
     }
 
-    /// Contract of the model frames go to now.
-    pub fn contract(&self) -> &ModelContract {
-        self.client.engine().contract()
+    /// Contract of the model frames go to now (also right after a swap the client applied).
+    /// Read afresh from the engine's model, so it is never the one before a swap; the default
+    /// stands in only for a model that does not fit, which the next frame reports as an error.
+    pub fn contract(&self) -> ModelContract {
+        ModelContract::of_model(self.client.engine().model()).unwrap_or_default()
     }
 
     /// Whether several slots go into one model run (the model's batch dimension is dynamic).
@@ -243,7 +300,7 @@ impl Detector {
             Ok(tickets) => Ok(Some(Pending::new(tickets, placements))),
             Err(slots) => {
                 let room = MAX_SPARE.saturating_sub(self.spare.len());
-                self.spare.extend(slots.into_iter().take(room));
+                self.spare.extend(slots.into_iter().flatten().take(room));
                 Ok(None)
             }
         }
@@ -303,7 +360,7 @@ impl Detector {
         &mut self,
         frame: &Frame,
         params: &DetectParams,
-    ) -> Result<(Vec<Slot>, Vec<Placement>), DetectorError> {
+    ) -> Result<(Vec<Vec<Tensor>>, Vec<Placement>), DetectorError> {
         let (regions, _) = tiling::clip_regions(&params.regions, frame.width, frame.height);
         if regions.is_empty() && !params.regions.is_empty() {
             // Every region lies outside the frame: nothing to look at.
@@ -337,12 +394,14 @@ impl Detector {
             }
         }
         // The contract of the engine the slots go to: a swap happens only between frames.
-        let contract = Arc::clone(self.client.engine().contract());
+        let model = Arc::clone(self.client.engine().model());
+        let contract = Arc::clone(&self.view(&model)?.contract);
         let (mut slots, mut placements) = (Vec::new(), Vec::new());
         for (geometry, members) in groups {
             for (crop, placement) in members {
-                let mut slot = self.spare.pop().unwrap_or_else(|| Slot::new(0, 0));
-                (slot.width, slot.height) = (geometry.width, geometry.height);
+                let mut slot = self.spare.pop().unwrap_or_default();
+                slot.shape.clear();
+                slot.shape.extend([3, geometry.height, geometry.width]);
                 slot.data.resize(geometry.slot_len(), 0.0);
                 self.preprocessor.fill(
                     &crop.frame(),
@@ -351,7 +410,8 @@ impl Detector {
                     params.scale_filter,
                     &mut slot.data,
                 )?;
-                slots.push(slot);
+                // One input tensor per request: the model's image.
+                slots.push(vec![slot]);
                 placements.push(placement);
             }
         }
@@ -368,33 +428,33 @@ impl Detector {
         reduce_each: Option<&FinishParams>,
     ) -> Result<Vec<Face>, DetectorError> {
         let Done {
-            output,
-            input,
-            contract,
+            outputs,
+            mut inputs,
+            model,
             ..
         } = done;
-        let (w, h) = input.shape();
+        let input = inputs.pop().expect("the engine gives the slot back");
+        let (h, w) = (input.shape[1], input.shape[2]);
         if self.spare.len() < MAX_SPARE {
             self.spare.push(input);
         }
-        let same_model = self
-            .priors_of
-            .as_ref()
-            .is_some_and(|c| Arc::ptr_eq(c, &contract));
-        if !same_model || self.priors.len() > 16 {
-            // A swapped model, or region sizes changed many times: forget old sizes.
-            self.priors.clear();
-            self.priors_of = Some(Arc::clone(&contract));
+        // The model that answered: after a swap, the old one's answers still decode by it.
+        let view = self.view(&model)?;
+        if view.priors.len() > 16 {
+            // Region sizes changed many times: forget old sizes.
+            view.priors.clear();
         }
-        let priors = self
+        let contract = &view.contract;
+        let priors = view
             .priors
             .entry((h, w))
             .or_insert_with(|| priors::generate(&contract.priors, h, w));
-        for (name, values, per_prior) in [
-            (&contract.loc, &output.loc, 4),
-            (&contract.conf, &output.conf, contract.conf_kind.columns()),
-            (&contract.landmarks, &output.landmarks, 10),
-        ] {
+        let rows = view
+            .outputs
+            .map(|i| outputs.get(i).map_or(&[][..], |t| t.data.as_slice()));
+        let names = [&contract.loc, &contract.conf, &contract.landmarks];
+        let widths = [4, contract.conf_kind.columns(), 10];
+        for ((name, values), per_prior) in names.into_iter().zip(rows).zip(widths) {
             if values.len() != priors.len() * per_prior {
                 return Err(DetectorError::Inference(format!(
                     "output '{name}' has {} values for an input of {w}×{h}, but the prior layout {:?} gives {} anchors × {per_prior} each; \
@@ -405,11 +465,28 @@ impl Detector {
                 )));
             }
         }
-        let found = candidates(&contract, priors, output.rows(), threshold, placement);
+        let found = candidates(contract, priors, rows, threshold, placement);
         Ok(match reduce_each {
             Some(finish_params) => reduce(found, finish_params),
             None => found,
         })
+    }
+
+    /// How the detector reads `model`: the one it read last, or made now (its first frame, or
+    /// the first after a swap). A model that does not fit the contract is an error.
+    fn view(&mut self, model: &Arc<ModelInfo>) -> Result<&mut View, DetectorError> {
+        let current = self
+            .view
+            .as_ref()
+            .is_some_and(|v| Arc::ptr_eq(&v.model, model));
+        if !current {
+            let view = View::new(model).map_err(|source| DetectorError::Contract {
+                path: self.client.engine().key().model.clone(),
+                source,
+            })?;
+            self.view = Some(view);
+        }
+        Ok(self.view.as_mut().expect("set above"))
     }
 }
 
@@ -432,17 +509,16 @@ fn finish_params(params: &DetectParams) -> FinishParams {
     }
 }
 
-/// An ONNX Runtime loader that also keeps the typed reason of its last failure in `failed`
-/// (the engine passes reasons on as text).
-fn typed_loader(ort_dirs: Vec<PathBuf>, failed: Arc<Mutex<Option<DetectorError>>>) -> Arc<Loader> {
+/// ONNX Runtime backends of models that fit the RetinaFace contract: one that does not fails
+/// its load ([`LoadError::Unfit`]), so it never becomes an engine, and a swap to it leaves the
+/// stream on its old model.
+fn retinaface_loader(ort_dirs: Vec<PathBuf>) -> Arc<Loader> {
     Arc::new(move |key: &EngineKey| {
-        match OrtBackend::open(&key.model, &key.session_config(), &ort_dirs) {
-            Ok(backend) => Ok(Box::new(backend) as Box<dyn Backend>),
-            Err(e) => {
-                let reason = crate::engine::load_reason(&e);
-                *failed.lock().unwrap_or_else(PoisonError::into_inner) = Some(e);
-                Err(reason)
-            }
-        }
+        let backend = OrtBackend::open(key, &ort_dirs)?;
+        ModelContract::of_model(backend.model()).map_err(|e| LoadError::Unfit {
+            contract: CONTRACT,
+            reason: e.0,
+        })?;
+        Ok(Box::new(backend) as Box<dyn Backend>)
     })
 }

@@ -14,9 +14,11 @@
 //! - [`postprocess`]: the faces of one region (batch slot) in frame pixels, and the finish step
 //!   (NMS, limits) that merges a frame's regions; plugin and trainer share both.
 //! - [`tiling`]: which crops of a frame the model sees (whole frame, regions, tiles).
-//! - [`detector`]: the above put together: frame in, faces out.
-//! - [`engine`]: sessions shared per model/provider/device/threads, request queue, batching
-//!   across streams, async hand-over, live model swap.
+//! - [`detector`]: the above put together, as a client of the [`engine`]: frame in, faces out;
+//!   everything RetinaFace about the model (contract check, reading its outputs) is here.
+//! - [`engine`] (`src/engine/`): runs *a model* (named tensors in, named tensors out, nothing
+//!   RetinaFace): sessions shared per model file + session options, request queue, batching
+//!   across streams, async hand-over, live model swap, the ONNX Runtime backend.
 //! - [`track`]: faces across frames: Kalman motion, ByteTrack-style association, stable IDs.
 
 pub mod contract;

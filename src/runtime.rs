@@ -17,7 +17,7 @@ pub const ORT_INSTALL_HINT: &str = "install ONNX Runtime 1.31.1 with the project
      onnxruntime/capi/libonnxruntime.so.1.31.1";
 
 /// Where inference runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum ExecutionProvider {
     #[default]
     Cpu,
@@ -25,8 +25,9 @@ pub enum ExecutionProvider {
     TensorRt,
 }
 
-/// Options for [`load_session`].
-#[derive(Debug, Clone, PartialEq, Default)]
+/// Options for [`load_session`]. `Eq` + `Hash` because they are part of the key of a shared
+/// engine: sessions opened with other options are not shared.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct SessionConfig {
     /// Intra-op threads; 0 lets ONNX Runtime choose (one per core).
     pub threads: usize,
