@@ -6,6 +6,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --trainer
 bash scripts/check-downloads.sh
+# No module may import one that imports it back, in any crate of the workspace.
+for dir in src plugins/retinaface/src testkit/src training/src; do
+  if ! out=$(python3 scripts/module-cycles.py "$dir"); then
+    echo "$out" >&2
+    exit 1
+  fi
+done
 # The plugin's shared object (target/debug/libgstretinaface.so): tests that run gst-launch-1.0 and
 # the pipeline scripts load it; a test build alone only makes the rlib.
 cargo build -p gst-plugin-retinaface

@@ -1,8 +1,10 @@
 //! The tracker's motion model: a constant-velocity Kalman filter on a box's centre and size,
 //! run as four independent 2-state filters (see the module documentation of [`super`]).
 
-use super::MIN_SIZE;
 use crate::geometry::centre_to_corners;
+
+/// Smallest width and height, in pixels, of a track's box (predicted, filtered or output).
+pub const MIN_SIZE: f32 = 1.0;
 
 /// ByteTrack's (and SORT's) process/measurement noise weights, relative to the box size.
 const STD_WEIGHT_POSITION: f32 = 1.0 / 20.0;

@@ -59,9 +59,7 @@ use crate::decode::Face;
 use crate::geometry::{centre_to_corners, corners_to_centre};
 use assign::associate;
 use kalman::BoxFilter;
-
-/// Smallest width and height, in pixels, of a track's box (predicted, filtered or output).
-pub const MIN_SIZE: f32 = 1.0;
+pub use kalman::MIN_SIZE;
 
 /// Largest smoothing factor used; 1 would freeze the output on analysed frames. The tracker
 /// element's `smoothing` property takes its maximum from here.

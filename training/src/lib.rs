@@ -1,24 +1,22 @@
 //! RetinaFace training with libtorch (tch): the network, its loss, WIDER FACE data loading,
-//! evaluation, and ONNX import/export in the model contract the GStreamer plugin reads.
+//! evaluation, ONNX import/export in the model contract the GStreamer plugin reads, and the
+//! `retinaface-train` command line ([`cli`]).
 //!
 //! Everything that must agree with the plugin (priors, box/landmark encoding, decoding, NMS, the
 //! metadata contract) comes from the `retinaface` core crate, not from here.
 
-pub mod bench;
 pub mod checkpoint;
+pub mod cli;
 pub mod config;
 pub mod data;
-pub mod detect;
 pub mod device_batch;
 pub mod eval;
-pub mod evaluate;
 pub mod fsutil;
 pub mod infer;
 pub mod loss;
 pub mod model;
 pub mod plot;
 pub mod sgd;
-pub mod targets;
 pub mod train;
 
 pub mod onnx {

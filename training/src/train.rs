@@ -8,22 +8,23 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
+use retinaface::ModelContract;
 use tch::Device;
 
 use crate::checkpoint::{self, Position};
 use crate::config::{TrainConfig, parse_device};
-use crate::data::{Sample, batches_per_epoch, epoch_batches, read_label_file};
+use crate::data::{LoaderConfig, Sample, batches_per_epoch, epoch_batches, read_label_file};
 use crate::device_batch::{DeviceBatch, on_device};
 use crate::loss::{ClsLoss, Criterion, LossTerms};
 use crate::model::RetinaFace;
 use crate::model::calibrate::calibrate_batch_norm;
+use crate::sgd::Sgd;
 
 /// Images used to estimate BatchNorm statistics of an imported (folded) model.
 const CALIBRATION_IMAGES: usize = 64;
 /// Face probability an untrained network starts from when trained with the focal loss
 /// (RetinaNet's π).
 const FOCAL_FACE_PRIOR: f64 = 0.01;
-use crate::sgd::Sgd;
 
 /// One row of `metrics.csv`.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -47,34 +48,53 @@ pub struct TrainSummary {
     pub rows: Vec<MetricsRow>,
 }
 
-/// The network a new run starts from.
+/// The network a new run starts from: built from scratch, `init` as it is, or grown from `init`
+/// (`init_partial`).
 pub fn initial_network(config: &TrainConfig, device: Device) -> anyhow::Result<RetinaFace> {
-    let scratch = || -> anyhow::Result<RetinaFace> {
-        let mut net = RetinaFace::new(config.model_config(), device)?;
-        // The focal loss, and the RetinaNet head designed with it, start from face prior π.
-        if config.cls_loss == ClsLoss::Focal || config.head == crate::model::HeadKind::RetinaNet {
-            net.set_face_prior(FOCAL_FACE_PRIOR);
-        }
-        Ok(net)
-    };
     let Some(init) = &config.init else {
-        return scratch();
+        return scratch_network(config, device);
     };
-    let source = RetinaFace::load_any(init, device)?;
+    let source = crate::onnx_io::load_any(init, device)?;
     if config.init_partial {
-        let mut net = scratch()?;
-        let report = crate::model::grow::copy_matching(&source, &mut net)?;
-        eprintln!(
-            "note: {} weights of {} taken from {} ({} of its weights have no place in the \
-             configured network); the others start from scratch",
-            report.copied,
-            report.copied + report.fresh.len(),
-            init.display(),
-            report.unused.len()
-        );
-        return Ok(net);
+        return grown_network(config, &source, init, device);
     }
-    let net = source;
+    note_init_architecture(config, &source, init);
+    Ok(source)
+}
+
+/// The configured network with fresh weights.
+fn scratch_network(config: &TrainConfig, device: Device) -> anyhow::Result<RetinaFace> {
+    let mut net = RetinaFace::new(config.model_config(), device)?;
+    // The focal loss, and the RetinaNet head designed with it, start from face prior π.
+    if config.cls_loss == ClsLoss::Focal || config.head == crate::model::HeadKind::RetinaNet {
+        net.set_face_prior(FOCAL_FACE_PRIOR);
+    }
+    Ok(net)
+}
+
+/// The configured network with every weight of `source` (loaded from `init`) that fits it.
+fn grown_network(
+    config: &TrainConfig,
+    source: &RetinaFace,
+    init: &Path,
+    device: Device,
+) -> anyhow::Result<RetinaFace> {
+    let mut net = scratch_network(config, device)?;
+    let report = crate::model::grow::copy_matching(source, &mut net)?;
+    eprintln!(
+        "note: {} weights of {} taken from {} ({} of its weights have no place in the \
+         configured network); the others start from scratch",
+        report.copied,
+        report.copied + report.fresh.len(),
+        init.display(),
+        report.unused.len()
+    );
+    Ok(net)
+}
+
+/// Says on stderr where `net`, loaded from `init` and trained as it is, differs from the
+/// configured architecture.
+fn note_init_architecture(config: &TrainConfig, net: &RetinaFace, init: &Path) {
     if net.config.backbone != config.backbone {
         eprintln!(
             "note: {} is a {} model; training that backbone (config said {})",
@@ -102,7 +122,6 @@ pub fn initial_network(config: &TrainConfig, device: Device) -> anyhow::Result<R
             net.config.head.name()
         );
     }
-    Ok(net)
 }
 
 fn read_metrics(path: &Path) -> anyhow::Result<Vec<MetricsRow>> {
@@ -180,173 +199,328 @@ pub fn resume(output: &Path, epochs: Option<usize>) -> anyhow::Result<TrainSumma
 }
 
 fn run(config: TrainConfig, resume: bool) -> anyhow::Result<TrainSummary> {
-    let output = config.output.clone();
+    let device = prepare_run(&config)?;
+    let samples = load_samples(&config)?;
+    let mut sgd = optimizer(&config);
+    let (mut net, start) = starting_point(&config, resume, device, &mut sgd)?;
+    net.freeze_backbone = config.freeze_backbone;
+    let contract = Arc::new(net.config.contract.clone());
+    let loader = config.loader(device);
+    let per_epoch = batches_per_epoch(samples.len(), config.batch_size);
+    if net.config.folded_batch_norm {
+        calibrate_imported(&mut net, &config, &samples, &loader, device)?;
+    }
+    let mut log = RunLog::open(&config.output, start.iteration, per_epoch * config.epochs)?;
+    let criterion = criterion(&config, &net, device)?;
+    let mut run = Run {
+        config: &config,
+        net,
+        sgd,
+        criterion,
+        samples,
+        contract,
+        loader,
+        device,
+        per_epoch,
+    };
+    let iterations = run.train_epochs(start, &mut log)?;
+    finish(&config.output, &run.net, log, iterations)
+}
+
+/// Checks the configuration, creates the run directory with its `config.toml`, and sets up
+/// libtorch (threads, seed); returns the training device.
+fn prepare_run(config: &TrainConfig) -> anyhow::Result<Device> {
+    let output = &config.output;
     config.check()?;
-    std::fs::create_dir_all(&output).with_context(|| format!("creating {}", output.display()))?;
+    std::fs::create_dir_all(output).with_context(|| format!("creating {}", output.display()))?;
     std::fs::write(output.join("config.toml"), config.to_toml())?;
     if config.threads > 0 {
         tch::set_num_threads(config.threads as i32);
     }
     let device = parse_device(&config.device)?;
     tch::manual_seed(config.seed as i64);
+    Ok(device)
+}
 
-    let samples = load_samples(&config)?;
-
+/// SGD as configured, leaving the backbone's variables alone with `freeze_backbone`.
+fn optimizer(config: &TrainConfig) -> Sgd {
     let frozen: &[&str] = if config.freeze_backbone {
         &crate::model::BackboneKind::all_var_prefixes()
     } else {
         &[]
     };
-    let mut sgd = Sgd::new(config.momentum, config.weight_decay).freeze(frozen);
-    let (net, start) = if resume {
-        checkpoint::load(&output, device, &mut sgd)?
-    } else {
-        (
-            initial_network(&config, device)?,
-            Position {
-                iteration: 0,
-                epoch: 0,
-                batch: 0,
-            },
-        )
-    };
-    let mut net = net;
-    net.freeze_backbone = config.freeze_backbone;
-    let contract = Arc::new(net.config.contract.clone());
-    let freeze_bn = config.freeze_batch_norm;
-    let loader = config.loader(device);
-    let per_epoch = batches_per_epoch(samples.len(), config.batch_size);
-    let size = config.image_size as i64;
-    if net.config.folded_batch_norm {
-        // Imported weights: real BatchNorm statistics from (up to) 64 training images first.
-        let batches = CALIBRATION_IMAGES
-            .div_ceil(config.batch_size)
-            .min(per_epoch);
-        let inputs = epoch_batches(samples.clone(), contract.clone(), &loader, 0, 0)
-            .take(batches)
-            .filter(|b| b.batch_size > 0)
-            .map(|b| DeviceBatch::images(&b, size, &contract, device));
-        calibrate_batch_norm(&mut net, inputs)?;
+    Sgd::new(config.momentum, config.weight_decay).freeze(frozen)
+}
+
+/// The network and position a run starts from: the last checkpoint of `config.output` (with the
+/// optimizer state, into `sgd`) when resuming, else [`initial_network`] at iteration 0.
+fn starting_point(
+    config: &TrainConfig,
+    resume: bool,
+    device: Device,
+    sgd: &mut Sgd,
+) -> anyhow::Result<(RetinaFace, Position)> {
+    if resume {
+        return checkpoint::load(&config.output, device, sgd);
     }
-    let total = per_epoch * config.epochs;
+    let start = Position {
+        iteration: 0,
+        epoch: 0,
+        batch: 0,
+    };
+    Ok((initial_network(config, device)?, start))
+}
 
-    let metrics_path = output.join("metrics.csv");
-    let mut rows: Vec<MetricsRow> = read_metrics(&metrics_path)?
-        .into_iter()
-        .filter(|r| r.iteration < start.iteration)
-        .collect();
-    let mut metrics = metrics_writer(&metrics_path, &rows)?;
+/// Imported weights (BatchNorm folded): real BatchNorm statistics from (up to)
+/// [`CALIBRATION_IMAGES`] training images first.
+fn calibrate_imported(
+    net: &mut RetinaFace,
+    config: &TrainConfig,
+    samples: &Arc<Vec<Sample>>,
+    loader: &LoaderConfig,
+    device: Device,
+) -> anyhow::Result<()> {
+    let contract = Arc::new(net.config.contract.clone());
+    let per_epoch = batches_per_epoch(samples.len(), config.batch_size);
+    let batches = CALIBRATION_IMAGES
+        .div_ceil(config.batch_size)
+        .min(per_epoch);
+    let size = config.image_size as i64;
+    let inputs = epoch_batches(samples.clone(), contract.clone(), loader, 0, 0)
+        .take(batches)
+        .filter(|b| b.batch_size > 0)
+        .map(|b| DeviceBatch::images(&b, size, &contract, device));
+    calibrate_batch_norm(net, inputs)
+}
 
-    let bar = ProgressBar::new(total as u64).with_position(start.iteration as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ETA {eta}")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    let mut criterion = Criterion::new(
+/// The loss of the run, with distillation from [`load_teacher`]'s model when `distill` is set.
+fn criterion(config: &TrainConfig, net: &RetinaFace, device: Device) -> anyhow::Result<Criterion> {
+    let criterion = Criterion::new(
         config.loss(),
-        &contract.priors,
+        &net.config.contract.priors,
         config.image_size as usize,
         device,
     );
-    if config.distill > 0.0 {
-        // The starting model, loaded afresh and never updated: the teacher. (Checked: `init`
-        // is set.) BatchNorm statistics of imported models are exact as imported.
-        let init = config.init.as_ref().context("distill needs init")?;
-        let teacher = RetinaFace::load_any(init, device)?;
-        if net.config.head == crate::model::HeadKind::Srn
-            || teacher.config.head == crate::model::HeadKind::Srn
-        {
-            bail!(
-                "distill does not support the srn head: its box offsets are relative to anchors \
-                 its first stage moves, so teacher and student offsets are not comparable prior \
-                 by prior (drop distill)"
-            );
-        }
-        if teacher.config.contract.priors != contract.priors {
-            bail!(
-                "distill: the student's priors (steps {:?}, min sizes {:?}) differ from the \
-                 teacher's {} (steps {:?}, min sizes {:?}); distillation compares them prior by \
-                 prior, so the pyramids must match (drop distill, or init_partial)",
-                contract.priors.steps,
-                contract.priors.min_sizes,
-                init.display(),
-                teacher.config.contract.priors.steps,
-                teacher.config.contract.priors.min_sizes
-            );
-        }
-        criterion = criterion.with_teacher(teacher, config.distill);
+    Ok(match load_teacher(config, net, device)? {
+        Some(teacher) => criterion.with_teacher(teacher, config.distill),
+        None => criterion,
+    })
+}
+
+/// With `distill`, the starting model loaded afresh and never updated: the teacher (`init` is
+/// set: checked). BatchNorm statistics of imported models are exact as imported. Refused where
+/// teacher and student outputs cannot be compared prior by prior.
+fn load_teacher(
+    config: &TrainConfig,
+    net: &RetinaFace,
+    device: Device,
+) -> anyhow::Result<Option<RetinaFace>> {
+    if config.distill <= 0.0 {
+        return Ok(None);
     }
-    let mut iteration = start.iteration;
-    let mut last_step = Instant::now();
-    for epoch in start.epoch..config.epochs {
-        bar.set_prefix(format!("epoch {}/{}", epoch + 1, config.epochs));
-        let first = if epoch == start.epoch { start.batch } else { 0 };
-        let batches = epoch_batches(samples.clone(), contract.clone(), &loader, epoch, first);
-        for input in on_device(batches, size, (*contract).clone(), device) {
-            let lr = config.learning_rate(iteration, per_epoch);
-            let loss = step(&net, &mut sgd, &input, lr, !freeze_bn, &criterion);
-            let value = loss.total.double_value(&[]);
-            if !value.is_finite() {
-                bail!(
-                    "loss became {value} at iteration {iteration}; lower the learning rate (lr = {lr}) or check the labels"
-                );
-            }
-            iteration += 1;
-            let row = MetricsRow {
-                iteration: iteration - 1,
-                epoch,
-                lr,
-                loss: value,
-                loss_box: loss.boxes.double_value(&[]),
-                loss_class: loss.classes.double_value(&[]),
-                loss_landmark: loss.landmarks.double_value(&[]),
-                // Wall time since the previous step: loading waits included.
-                images_per_s: input.images_count as f64 / last_step.elapsed().as_secs_f64(),
-                faces: input.faces,
-                skipped_images: input.skipped,
+    let init = config.init.as_ref().context("distill needs init")?;
+    let teacher = crate::onnx_io::load_any(init, device)?;
+    if net.config.head == crate::model::HeadKind::Srn
+        || teacher.config.head == crate::model::HeadKind::Srn
+    {
+        bail!(
+            "distill does not support the srn head: its box offsets are relative to anchors \
+             its first stage moves, so teacher and student offsets are not comparable prior \
+             by prior (drop distill)"
+        );
+    }
+    let priors = &net.config.contract.priors;
+    if teacher.config.contract.priors != *priors {
+        bail!(
+            "distill: the student's priors (steps {:?}, min sizes {:?}) differ from the \
+             teacher's {} (steps {:?}, min sizes {:?}); distillation compares them prior by \
+             prior, so the pyramids must match (drop distill, or init_partial)",
+            priors.steps,
+            priors.min_sizes,
+            init.display(),
+            teacher.config.contract.priors.steps,
+            teacher.config.contract.priors.min_sizes
+        );
+    }
+    Ok(Some(teacher))
+}
+
+/// What a run writes as it goes: `metrics.csv` (its rows before the starting iteration kept),
+/// the progress bar, and the rows for `loss.png`.
+struct RunLog {
+    metrics: csv::Writer<std::fs::File>,
+    rows: Vec<MetricsRow>,
+    bar: ProgressBar,
+    /// When the previous step ended: images/s count the loading waits too.
+    last_step: Instant,
+}
+
+impl RunLog {
+    /// Opens the log of a run in `output` that starts at iteration `start` of `total`.
+    fn open(output: &Path, start: usize, total: usize) -> anyhow::Result<Self> {
+        let metrics_path = output.join("metrics.csv");
+        let rows: Vec<MetricsRow> = read_metrics(&metrics_path)?
+            .into_iter()
+            .filter(|r| r.iteration < start)
+            .collect();
+        let metrics = metrics_writer(&metrics_path, &rows)?;
+        let bar = ProgressBar::new(total as u64).with_position(start as u64);
+        bar.set_style(
+            ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ETA {eta}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        Ok(Self {
+            metrics,
+            rows,
+            bar,
+            last_step: Instant::now(),
+        })
+    }
+
+    /// Writes the row of the step that just ended and shows it on the progress bar.
+    fn record(&mut self, row: MetricsRow) -> anyhow::Result<()> {
+        self.metrics.serialize(&row)?;
+        self.metrics.flush()?;
+        self.bar.set_message(format!(
+            "loss {:.3} (box {:.3} cls {:.3} lmk {:.3}) {:.1} img/s",
+            row.loss, row.loss_box, row.loss_class, row.loss_landmark, row.images_per_s
+        ));
+        self.bar.inc(1);
+        self.rows.push(row);
+        self.last_step = Instant::now();
+        Ok(())
+    }
+}
+
+/// The parts of a run that the training loop uses.
+struct Run<'a> {
+    config: &'a TrainConfig,
+    net: RetinaFace,
+    sgd: Sgd,
+    criterion: Criterion,
+    samples: Arc<Vec<Sample>>,
+    contract: Arc<ModelContract>,
+    loader: LoaderConfig,
+    device: Device,
+    per_epoch: usize,
+}
+
+impl Run<'_> {
+    /// Trains from `start` to the last epoch, with a checkpoint at the end of each; returns the
+    /// number of iterations done (those before `start` included).
+    fn train_epochs(&mut self, start: Position, log: &mut RunLog) -> anyhow::Result<usize> {
+        let mut iteration = start.iteration;
+        log.last_step = Instant::now();
+        for epoch in start.epoch..self.config.epochs {
+            log.bar
+                .set_prefix(format!("epoch {}/{}", epoch + 1, self.config.epochs));
+            let first = if epoch == start.epoch { start.batch } else { 0 };
+            iteration = self.train_epoch(epoch, first, iteration, log)?;
+            let next = Position {
+                iteration,
+                epoch: epoch + 1,
+                batch: 0,
             };
-            metrics.serialize(&row)?;
-            metrics.flush()?;
-            bar.set_message(format!(
-                "loss {:.3} (box {:.3} cls {:.3} lmk {:.3}) {:.1} img/s",
-                row.loss, row.loss_box, row.loss_class, row.loss_landmark, row.images_per_s
-            ));
-            bar.inc(1);
-            rows.push(row);
-            last_step = Instant::now();
+            checkpoint::save(&self.config.output, &self.net, &self.sgd, next)?;
+        }
+        Ok(iteration)
+    }
+
+    /// One epoch from its batch `first`, iterations counted on from `iteration`; returns the
+    /// count after it. Checkpoints every `checkpoint_every` iterations within the epoch.
+    fn train_epoch(
+        &mut self,
+        epoch: usize,
+        first: usize,
+        mut iteration: usize,
+        log: &mut RunLog,
+    ) -> anyhow::Result<usize> {
+        let config = self.config;
+        let batches = epoch_batches(
+            self.samples.clone(),
+            self.contract.clone(),
+            &self.loader,
+            epoch,
+            first,
+        );
+        let size = config.image_size as i64;
+        for input in on_device(batches, size, (*self.contract).clone(), self.device) {
+            let lr = config.learning_rate(iteration, self.per_epoch);
+            let train_batch_norm = !config.freeze_batch_norm;
+            let loss = step(
+                &self.net,
+                &mut self.sgd,
+                &input,
+                lr,
+                train_batch_norm,
+                &self.criterion,
+            );
+            let elapsed = log.last_step.elapsed().as_secs_f64();
+            log.record(metrics_row(iteration, epoch, lr, &loss, &input, elapsed)?)?;
+            iteration += 1;
             let next = Position {
                 iteration,
                 epoch,
                 batch: input.index + 1,
             };
             if config.checkpoint_every > 0
-                && iteration % config.checkpoint_every == 0
-                && next.batch < per_epoch
+                && iteration.is_multiple_of(config.checkpoint_every)
+                && next.batch < self.per_epoch
             {
-                checkpoint::save(&output, &net, &sgd, next)?;
+                checkpoint::save(&config.output, &self.net, &self.sgd, next)?;
             }
         }
-        checkpoint::save(
-            &output,
-            &net,
-            &sgd,
-            Position {
-                iteration,
-                epoch: epoch + 1,
-                batch: 0,
-            },
-        )?;
+        Ok(iteration)
     }
-    bar.finish();
+}
+
+/// The metrics of the step at `iteration` that took `elapsed` seconds since the previous one
+/// (loading waits included); an error when its loss is not finite.
+fn metrics_row(
+    iteration: usize,
+    epoch: usize,
+    lr: f64,
+    loss: &LossTerms,
+    input: &DeviceBatch,
+    elapsed: f64,
+) -> anyhow::Result<MetricsRow> {
+    let value = loss.total.double_value(&[]);
+    if !value.is_finite() {
+        bail!(
+            "loss became {value} at iteration {iteration}; lower the learning rate (lr = {lr}) or check the labels"
+        );
+    }
+    Ok(MetricsRow {
+        iteration,
+        epoch,
+        lr,
+        loss: value,
+        loss_box: loss.boxes.double_value(&[]),
+        loss_class: loss.classes.double_value(&[]),
+        loss_landmark: loss.landmarks.double_value(&[]),
+        images_per_s: input.images_count as f64 / elapsed,
+        faces: input.faces,
+        skipped_images: input.skipped,
+    })
+}
+
+/// Ends the run: the final model, `loss.png`, and the summary.
+fn finish(
+    output: &Path,
+    net: &RetinaFace,
+    log: RunLog,
+    iterations: usize,
+) -> anyhow::Result<TrainSummary> {
+    log.bar.finish();
     let model = output.join("model.safetensors");
     net.save(&model)?;
-    write_loss_plot(&output.join("loss.png"), &rows)?;
+    write_loss_plot(&output.join("loss.png"), &log.rows)?;
     let _ = std::io::stderr().flush();
     Ok(TrainSummary {
         model,
-        iterations: iteration,
-        rows,
+        iterations,
+        rows: log.rows,
     })
 }
 

@@ -24,7 +24,7 @@ use retinaface::priors::{self, Prior};
 
 use super::augment::{append_planar, augment_deferring};
 use super::labels::Sample;
-use crate::targets::match_priors;
+use super::targets::match_priors;
 
 /// One training batch, flat and ready for `Tensor::from_slice(..).view(..)`.
 ///

@@ -7,10 +7,7 @@
 
 use tch::{Kind, Tensor};
 
-/// Largest `w·exp(·)` growth a predicted offset may decode to (`ln(1000/16)`, torchvision's
-/// clamp): an untrained head can emit offsets whose exponential overflows, and IoU of an
-/// infinite box has no useful gradient.
-pub const MAX_LOG_SCALE: f64 = 4.135_166_556_742_356;
+use crate::model::MAX_LOG_SCALE;
 
 /// `[K, 4]` corner boxes decoded from offsets `loc [K, 4]` and priors `[K, 4]` (cx, cy, w, h).
 pub fn decode(loc: &Tensor, priors: &Tensor, variances: [f32; 2]) -> Tensor {

@@ -3,7 +3,7 @@
 //! cross-entropy with hard negative mining; [`ClsLoss::Focal`] ([`focal`]) and the overlap box
 //! losses [`BoxLoss::Iou`] / [`BoxLoss::Giou`] ([`iou`]) are the RetinaNet / AInnoFace choices.
 //!
-//! Targets come from [`crate::targets::match_priors`]: per prior a label (0 background, 1 face
+//! Targets come from [`crate::data::targets::match_priors`]: per prior a label (0 background, 1 face
 //! with landmarks, −1 face without landmarks), encoded box and landmark offsets.
 
 pub mod distill;

@@ -1,5 +1,5 @@
 //! What a network costs to run: multiply-accumulates of its convolutions at a given input size,
-//! counted by running the forward pass once over [`Ops`] that tally each convolution's output
+//! counted by running the forward pass once over [`Ops`](super::Ops) that tally each convolution's output
 //! elements × its kernel volume (the element-wise operations are left out: they are a few per
 //! output element, noise next to the convolutions).
 

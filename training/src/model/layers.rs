@@ -274,22 +274,6 @@ pub trait Ops {
     /// softmax columns the model contract (and every plugin build) reads, with the same face
     /// probability.
     fn sigmoid_pair(&mut self, x: &Self::T) -> Self::T;
-    /// SRN's two steps folded into the contract's outputs (inference and export;
-    /// [`super::srn`]): `second`'s offsets, relative to the boxes `first.loc` decodes to, re-expressed
-    /// against the static priors, and `second`'s face probability (softmaxed `conf`) zeroed
-    /// where the first stage's is below `min_face`. With `v₁` the size variance and
-    /// `g = exp(v₁·first.loc[2..4])` the first step's growth of the prior's width and height:
-    /// centre `first.loc[0..2] + second.loc[0..2]·g`, size `first.loc[2..4] + second.loc[2..4]`,
-    /// landmark `first.loc[0..2] + second.landmarks[2k..2k+2]·g` (the centre variance cancels).
-    /// `v₁·first.loc[2..4]` is clamped to ±[`crate::loss::iou::MAX_LOG_SCALE`] (what training
-    /// refines with), so an untrained first stage cannot overflow `g`.
-    fn srn_refine(
-        &mut self,
-        first: &super::srn::FirstStage<Self::T>,
-        second: &super::Outputs<Self::T>,
-        size_variance: f32,
-        min_face: f32,
-    ) -> super::Outputs<Self::T>;
     /// Runs `f` (the backbone's part of the forward pass). Training ops with a frozen backbone
     /// run it as fixed features: no gradients, BatchNorm on its running statistics. Graph
     /// builders and inference just run it.
@@ -383,35 +367,6 @@ impl Ops for TensorOps {
         Tensor::cat(&[1.0 - &face, face], -1)
     }
 
-    fn srn_refine(
-        &mut self,
-        first: &super::srn::FirstStage<Tensor>,
-        second: &super::Outputs<Tensor>,
-        size_variance: f32,
-        min_face: f32,
-    ) -> super::Outputs<Tensor> {
-        let l1 = &first.loc;
-        let (n, p) = (l1.size()[0], l1.size()[1]);
-        let grow = super::srn::anchor_growth(l1, size_variance);
-        let centre = l1.narrow(-1, 0, 2) + second.loc.narrow(-1, 0, 2) * &grow;
-        let size = l1.narrow(-1, 2, 2) + second.loc.narrow(-1, 2, 2);
-        let landmarks = (second.landmarks.reshape([n, p, 5, 2]) * grow.unsqueeze(2)
-            + l1.narrow(-1, 0, 2).unsqueeze(2))
-        .reshape([n, p, 10]);
-        let keep = first
-            .logit
-            .sigmoid()
-            .ge(f64::from(min_face))
-            .to_kind(Kind::Float);
-        let face = second.conf.narrow(-1, 1, 1) * keep;
-        super::Outputs {
-            loc: Tensor::cat(&[centre, size], -1),
-            conf: Tensor::cat(&[1.0 - &face, face], -1),
-            landmarks,
-            first_stage: None,
-        }
-    }
-
     fn backbone_pass<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> R {
         if !self.freeze_backbone {
             return f(self);
@@ -477,15 +432,5 @@ impl<F: FnMut(&Tensor, &ConvUnit, &Tensor)> Ops for Observed<F> {
     }
     fn sigmoid_pair(&mut self, x: &Tensor) -> Tensor {
         self.inner.sigmoid_pair(x)
-    }
-    fn srn_refine(
-        &mut self,
-        first: &super::srn::FirstStage<Tensor>,
-        second: &super::Outputs<Tensor>,
-        size_variance: f32,
-        min_face: f32,
-    ) -> super::Outputs<Tensor> {
-        self.inner
-            .srn_refine(first, second, size_variance, min_face)
     }
 }

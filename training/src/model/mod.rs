@@ -8,6 +8,7 @@ pub mod grow;
 pub mod layers;
 pub mod mobilenetv2;
 pub mod neck;
+pub mod outputs;
 pub mod resnet;
 pub mod retinanet;
 pub mod srn;
@@ -25,9 +26,10 @@ pub use backbone::BackboneKind;
 use layers::ConvSpec;
 pub use layers::{ConvUnit, Ops, TensorOps};
 use neck::{Fpn, Ssh};
+pub use outputs::{MAX_LOG_SCALE, Outputs};
 pub use retinanet::HeadKind;
 use retinanet::RetinaNetHead;
-use srn::SrnFirstStage;
+use srn::{SrnFirstStage, SrnOps};
 
 /// What a checkpoint needs besides its weights: the architecture and the model contract
 /// (input layout and priors) that the exported ONNX will carry.
@@ -52,20 +54,6 @@ pub struct ModelConfig {
     pub ssh_min_stride: u32,
     pub head: HeadKind,
 }
-
-/// Metadata key (trainer-only) naming the head, for `import`.
-pub const HEAD_KEY: &str = "retinaface.head";
-
-/// Metadata key (trainer-only, like `retinaface.backbone`) under which exports record a
-/// non-default FPN/SSH width, so that `import` rebuilds the same network.
-pub const NECK_CHANNELS_KEY: &str = "retinaface.neck_channels";
-
-/// Metadata key (trainer-only) under which exports record per-level widths
-/// ([`ModelConfig::level_channels`]), comma separated.
-pub const LEVEL_CHANNELS_KEY: &str = "retinaface.level_channels";
-
-/// Metadata key (trainer-only) recording a non-zero [`ModelConfig::ssh_min_stride`].
-pub const SSH_MIN_STRIDE_KEY: &str = "retinaface.ssh_min_stride";
 
 /// The extra pyramid level above the backbone's coarsest (stride 32) map.
 pub const EXTRA_STRIDE: u32 = 64;
@@ -233,17 +221,6 @@ impl ModelConfig {
     }
 }
 
-/// The three outputs: box regressions `[N, P, 4]`, class scores `[N, P, 2]` (logits in
-/// training, probabilities from [`RetinaFace::infer`]; in training the RetinaNet head gives one
-/// sigmoid logit `[N, P, 1]` instead) and landmark regressions `[N, P, 10]`.
-pub struct Outputs<T> {
-    pub loc: T,
-    pub conf: T,
-    pub landmarks: T,
-    /// The SRN head's first stage, in training (inference folds it into the three outputs).
-    pub first_stage: Option<srn::FirstStage<T>>,
-}
-
 /// A RetinaFace network with its variables.
 pub struct RetinaFace {
     pub vs: nn::VarStore,
@@ -346,9 +323,9 @@ impl RetinaFace {
         Ok(model)
     }
 
-    /// The forward pass, written once over [`Ops`]. `conf` is raw logits unless
-    /// `softmax` is set (as in inference and the exported model).
-    pub fn forward<O: Ops>(&self, ops: &mut O, x: &O::T, softmax: bool) -> Outputs<O::T> {
+    /// The forward pass, written once over [`Ops`] (with SRN's [`SrnOps`]). `conf` is raw logits
+    /// unless `softmax` is set (as in inference and the exported model).
+    pub fn forward<O: SrnOps>(&self, ops: &mut O, x: &O::T, softmax: bool) -> Outputs<O::T> {
         let strides = &self.backbone_strides;
         let mut features = ops.backbone_pass(|ops| self.backbone.forward(ops, x, strides));
         if let Some(extra) = &self.extra {
@@ -504,16 +481,6 @@ impl RetinaFace {
             .load(path)
             .with_context(|| format!("loading weights from {}", path.display()))?;
         Ok(model)
-    }
-
-    /// A model as it is, whatever its form: a `.onnx` export (imported) or a `.safetensors`
-    /// checkpoint of this trainer with its `.json` beside it.
-    pub fn load_any(path: &Path, device: Device) -> anyhow::Result<Self> {
-        if path.extension().is_some_and(|e| e == "onnx") {
-            crate::onnx_io::import::import_onnx(path, device)
-        } else {
-            Self::load(path, device)
-        }
     }
 
     /// Biases the class heads so that an untrained network scores every prior as a face with

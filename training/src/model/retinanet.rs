@@ -23,7 +23,7 @@ pub enum HeadKind {
     RetinaNet,
     /// The SSH head as the second stage of selective refinement (SRN / AInnoFace): a first
     /// class/box stage on the raw backbone maps filters its anchors and refines its boxes
-    /// ([`super::srn`]).
+    /// (`training/src/model/srn.rs`).
     #[serde(rename = "srn")]
     #[value(name = "srn")]
     Srn,

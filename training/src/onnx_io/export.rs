@@ -13,9 +13,10 @@ use anyhow::Context;
 use prost::Message;
 use tch::{Kind, Tensor};
 
+use super::metadata;
 use crate::model::layers::{Act, ConvUnit, Ops};
-use crate::model::srn::FirstStage;
-use crate::model::{Outputs, RetinaFace};
+use crate::model::srn::{FirstStage, SrnOps};
+use crate::model::{MAX_LOG_SCALE, Outputs, RetinaFace};
 use crate::onnx::attribute_proto::AttributeType;
 use crate::onnx::tensor_proto::DataType;
 use crate::onnx::tensor_shape_proto::{Dimension, dimension};
@@ -294,6 +295,13 @@ impl Ops for GraphBuilder {
         self.node("Softmax", None, &[x], vec![attr_int("axis", -1)])
     }
 
+    fn sigmoid_pair(&mut self, x: &String) -> String {
+        let face = self.node("Sigmoid", None, &[x], vec![]);
+        self.with_background(&face)
+    }
+}
+
+impl SrnOps for GraphBuilder {
     fn srn_refine(
         &mut self,
         first: &FirstStage<String>,
@@ -314,8 +322,8 @@ impl Ops for GraphBuilder {
         let v1 = self.float_scalar("size_variance", size_variance);
         let scaled = self.node("Mul", None, &[&l1_size, &v1], vec![]);
         let (lo, hi) = (
-            self.float_scalar("grow_min", -crate::loss::iou::MAX_LOG_SCALE as f32),
-            self.float_scalar("grow_max", crate::loss::iou::MAX_LOG_SCALE as f32),
+            self.float_scalar("grow_min", -MAX_LOG_SCALE as f32),
+            self.float_scalar("grow_max", MAX_LOG_SCALE as f32),
         );
         let scaled = self.node("Clip", None, &[&scaled, &lo, &hi], vec![]);
         let grow = self.node("Exp", None, &[&scaled], vec![]);
@@ -358,11 +366,6 @@ impl Ops for GraphBuilder {
             landmarks,
             first_stage: None,
         }
-    }
-
-    fn sigmoid_pair(&mut self, x: &String) -> String {
-        let face = self.node("Sigmoid", None, &[x], vec![]);
-        self.with_background(&face)
     }
 }
 
@@ -419,41 +422,13 @@ pub fn to_onnx(net: &RetinaFace) -> ModelProto {
     .iter()
     .map(|(name, k)| value_info(name, &[Err("batch"), Err("priors"), Ok(*k)]))
     .collect();
-    let mut metadata: Vec<StringStringEntryProto> = contract
-        .to_metadata()
+    let metadata_props = metadata::to_metadata(&net.config)
         .into_iter()
         .map(|(k, v)| StringStringEntryProto {
-            key: Some(k.into()),
+            key: Some(k),
             value: Some(v),
         })
         .collect();
-    metadata.push(StringStringEntryProto {
-        key: Some("retinaface.backbone".into()),
-        value: Some(net.config.backbone.name().into()),
-    });
-    metadata.push(StringStringEntryProto {
-        key: Some(crate::model::HEAD_KEY.into()),
-        value: Some(net.config.head.name().into()),
-    });
-    if let Some(width) = net.config.neck_channels {
-        metadata.push(StringStringEntryProto {
-            key: Some(crate::model::NECK_CHANNELS_KEY.into()),
-            value: Some(width.to_string()),
-        });
-    }
-    if let Some(widths) = &net.config.level_channels {
-        let list: Vec<String> = widths.iter().map(i64::to_string).collect();
-        metadata.push(StringStringEntryProto {
-            key: Some(crate::model::LEVEL_CHANNELS_KEY.into()),
-            value: Some(list.join(",")),
-        });
-    }
-    if net.config.ssh_min_stride != 0 {
-        metadata.push(StringStringEntryProto {
-            key: Some(crate::model::SSH_MIN_STRIDE_KEY.into()),
-            value: Some(net.config.ssh_min_stride.to_string()),
-        });
-    }
     ModelProto {
         ir_version: Some(IR_VERSION),
         opset_import: vec![OperatorSetIdProto {
@@ -473,7 +448,7 @@ pub fn to_onnx(net: &RetinaFace) -> ModelProto {
             output: outputs,
             ..Default::default()
         }),
-        metadata_props: metadata,
+        metadata_props,
         ..Default::default()
     }
 }

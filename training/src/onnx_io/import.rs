@@ -19,10 +19,10 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::{Context, bail};
-use retinaface::ModelContract;
 use tch::{Device, Tensor};
 
-use super::{read_model, tensor_f32};
+use super::metadata;
+use super::proto::{read_model, tensor_f32};
 use crate::model::{BackboneKind, ModelConfig, RetinaFace};
 
 /// The network unit a Conv node belongs to, or `None` for a repeated call of a module.
@@ -62,7 +62,6 @@ pub fn import_onnx(path: &Path, device: Device) -> anyhow::Result<RetinaFace> {
         .iter()
         .filter_map(|p| Some((p.key.as_deref()?, p.value.as_deref()?)))
         .collect();
-    let contract = ModelContract::from_metadata(|k| meta.get(k).map(|v| v.to_string()))?;
 
     let initializers: HashMap<&str, &crate::onnx::TensorProto> = graph
         .initializer
@@ -104,80 +103,30 @@ pub fn import_onnx(path: &Path, device: Device) -> anyhow::Result<RetinaFace> {
         convs.push((unit, weight(&node.input[1])?, weight(&node.input[2])?));
     }
     // Our exports name the backbone; the published model does not (its stem tells the width).
-    let named = meta
-        .get("retinaface.backbone")
-        .and_then(|name| <BackboneKind as clap::ValueEnum>::from_str(name, false).ok());
-    let backbone = match named {
-        Some(kind) => kind,
-        None => {
-            let first = convs
-                .iter()
-                .find(|(n, _, _)| n == "fx.stage1.0")
-                .context("no backbone stem convolution (fx.stage1.0) and no retinaface.backbone metadata: not a RetinaFace model this trainer knows")?;
-            match first.1.size()[0] {
-                8 => BackboneKind::MobileNet025,
-                16 => BackboneKind::MobileNet05,
-                32 => BackboneKind::MobileNet10,
-                c => bail!("stem convolution has {c} output channels; no MobileNet width matches"),
-            }
-        }
+    let stem_width = || -> anyhow::Result<BackboneKind> {
+        let first = convs
+            .iter()
+            .find(|(n, _, _)| n == "fx.stage1.0")
+            .with_context(|| {
+                format!(
+                    "no backbone stem convolution (fx.stage1.0) and no {} metadata: not a \
+                     RetinaFace model this trainer knows",
+                    metadata::BACKBONE_KEY
+                )
+            })?;
+        Ok(match first.1.size()[0] {
+            8 => BackboneKind::MobileNet025,
+            16 => BackboneKind::MobileNet05,
+            32 => BackboneKind::MobileNet10,
+            c => bail!("stem convolution has {c} output channels; no MobileNet width matches"),
+        })
     };
-
-    let neck_channels = match meta.get(crate::model::NECK_CHANNELS_KEY) {
-        None => None,
-        Some(v) => Some(v.trim().parse::<i64>().with_context(|| {
-            format!(
-                "{}: metadata {}='{v}' is not a channel count",
-                path.display(),
-                crate::model::NECK_CHANNELS_KEY
-            )
-        })?),
+    let config = ModelConfig {
+        folded_batch_norm: true,
+        ..metadata::from_metadata(&meta, path, stem_width)?
     };
-    let level_channels = match meta.get(crate::model::LEVEL_CHANNELS_KEY) {
-        None => None,
-        Some(v) => Some(
-            v.split(',')
-                .map(|w| w.trim().parse::<i64>())
-                .collect::<Result<Vec<i64>, _>>()
-                .with_context(|| {
-                    format!(
-                        "{}: metadata {}='{v}' is not a list of channel counts",
-                        path.display(),
-                        crate::model::LEVEL_CHANNELS_KEY
-                    )
-                })?,
-        ),
-    };
-    let ssh_min_stride = match meta.get(crate::model::SSH_MIN_STRIDE_KEY) {
-        None => 0,
-        Some(v) => v.trim().parse::<u32>().with_context(|| {
-            format!(
-                "{}: metadata {}='{v}' is not a stride",
-                path.display(),
-                crate::model::SSH_MIN_STRIDE_KEY
-            )
-        })?,
-    };
-    let head = match meta.get(crate::model::HEAD_KEY) {
-        None => crate::model::HeadKind::Ssh,
-        Some(v) => {
-            <crate::model::HeadKind as clap::ValueEnum>::from_str(v, false).map_err(|_| {
-                anyhow::anyhow!("{}: unknown head '{v}' in the metadata", path.display())
-            })?
-        }
-    };
-    let mut net = RetinaFace::new(
-        ModelConfig {
-            head,
-            backbone,
-            contract,
-            folded_batch_norm: true,
-            neck_channels,
-            level_channels,
-            ssh_min_stride,
-        },
-        device,
-    )?;
+    let backbone = config.backbone;
+    let mut net = RetinaFace::new(config, device)?;
     let mut by_name: HashMap<String, (Tensor, Tensor)> =
         convs.into_iter().map(|(n, w, b)| (n, (w, b))).collect();
     for unit in net.units_mut() {

@@ -1,55 +1,24 @@
-//! Reading and writing RetinaFace ONNX models through the prost types in [`crate::onnx`].
+//! Reading and writing RetinaFace ONNX models through the prost types in [`crate::onnx`], and
+//! [`load_any`]: a model from either file form the trainer reads.
 
 pub mod export;
 pub mod import;
+pub mod metadata;
+pub mod proto;
 
-use anyhow::{Context, bail};
-use prost::Message;
+use std::path::Path;
 
-use crate::onnx::{ModelProto, TensorProto, tensor_proto::DataType};
+use tch::Device;
 
-/// Reads and decodes an ONNX file.
-pub fn read_model(path: &std::path::Path) -> anyhow::Result<ModelProto> {
-    let bytes =
-        std::fs::read(path).with_context(|| format!("reading ONNX model {}", path.display()))?;
-    ModelProto::decode(bytes.as_slice()).with_context(|| {
-        format!(
-            "{} is not an ONNX model (protobuf decoding failed)",
-            path.display()
-        )
-    })
-}
+use crate::model::RetinaFace;
+pub use proto::{read_model, tensor_f32};
 
-/// A float32 initializer as `(dims, values)`.
-pub fn tensor_f32(t: &TensorProto) -> anyhow::Result<(Vec<i64>, Vec<f32>)> {
-    let name = t.name.as_deref().unwrap_or("?");
-    if t.data_type != Some(DataType::Float as i32) {
-        bail!(
-            "initializer {name}: expected float32, found data type {:?}",
-            t.data_type
-        );
+/// A model as it is, whatever its form: a `.onnx` export (imported, [`import::import_onnx`]) or a
+/// `.safetensors` checkpoint of this trainer with its `.json` beside it ([`RetinaFace::load`]).
+pub fn load_any(path: &Path, device: Device) -> anyhow::Result<RetinaFace> {
+    if path.extension().is_some_and(|e| e == "onnx") {
+        import::import_onnx(path, device)
+    } else {
+        RetinaFace::load(path, device)
     }
-    let count: i64 = t.dims.iter().product();
-    let values = match &t.raw_data {
-        Some(raw) if !raw.is_empty() => {
-            if raw.len() != count as usize * 4 {
-                bail!(
-                    "initializer {name}: {} raw bytes for {count} floats",
-                    raw.len()
-                );
-            }
-            raw.chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect()
-        }
-        _ => t.float_data.clone(),
-    };
-    if values.len() != count as usize {
-        bail!(
-            "initializer {name}: {} values for shape {:?}",
-            values.len(),
-            t.dims
-        );
-    }
-    Ok((t.dims.clone(), values))
 }

@@ -1,17 +1,55 @@
-//! `detect`: runs a model on image files and writes, per image, a JSON list of faces and a PNG
-//! with boxes and landmarks drawn: a sanity check of a checkpoint without GStreamer.
+//! `retinaface-train detect`: runs a model on image files and writes, per image, a JSON list of
+//! faces and a PNG with boxes and landmarks drawn: a sanity check of a checkpoint without
+//! GStreamer.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use clap::Args;
 use image::{Rgb, RgbImage};
 use imageproc::drawing::{draw_filled_circle_mut, draw_hollow_rect_mut};
 use imageproc::rect::Rect;
 use retinaface::{Face, FaceRecord};
 use serde_json::json;
 
+use crate::config::parse_device;
 use crate::infer::{InferParams, detect};
 use crate::model::RetinaFace;
+use crate::onnx_io::load_any;
+
+#[derive(Args, Debug)]
+pub struct DetectArgs {
+    /// Model to run (.safetensors with its .json beside it, or .onnx)
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Folder for `<name>.json` and `<name>.png` of each image
+    #[arg(long, default_value = "detections")]
+    pub output: PathBuf,
+    /// Lowest face score kept
+    #[arg(long, default_value_t = 0.6)]
+    pub confidence_threshold: f32,
+    /// IoU above which non-maximum suppression drops the weaker of two faces
+    #[arg(long, default_value_t = 0.4)]
+    pub nms_threshold: f32,
+    /// Device: auto (the first CUDA GPU if any, else the CPU), cpu, cuda or cuda:N
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// Image files to detect faces on
+    #[arg(required = true)]
+    pub images: Vec<PathBuf>,
+}
+
+/// Runs `detect`.
+pub fn run(args: DetectArgs) -> anyhow::Result<()> {
+    let net = load_any(&args.model, parse_device(&args.device)?)?;
+    let params = InferParams {
+        confidence_threshold: args.confidence_threshold,
+        nms_threshold: args.nms_threshold,
+        ..Default::default()
+    };
+    write_detections(&net, &args.images, &args.output, &params)?;
+    Ok(())
+}
 
 /// Landmark colours: eyes, nose, mouth corners.
 const LANDMARK_COLOURS: [Rgb<u8>; 5] = [
@@ -55,7 +93,7 @@ pub fn annotate(image: &mut RgbImage, faces: &[Face]) {
 
 /// Detects faces on each of `images`; writes `<stem>.json` and `<stem>.png` into `output`.
 /// Returns the faces per image.
-pub fn run(
+pub fn write_detections(
     net: &RetinaFace,
     images: &[PathBuf],
     output: &Path,

@@ -1,19 +1,38 @@
-//! `bench`: training throughput, split into its parts so a bottleneck shows: the data loader
-//! alone (decode + augment + match on the worker threads), the training step alone (one batch
-//! kept on the device), and both together as `train` runs them.
+//! `retinaface-train bench`: training throughput, split into its parts so a bottleneck shows: the
+//! data loader alone (decode + augment + match on the worker threads), the training step alone
+//! (one batch kept on the device), and both together as `train` runs them.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::bail;
+use clap::Args;
 use serde::Serialize;
 
+use super::train::TrainArgs;
 use crate::config::{TrainConfig, parse_device};
 use crate::data::{Batch, LoaderConfig, epoch_batches};
 use crate::device_batch::{DeviceBatch, on_device};
 use crate::loss::Criterion;
 use crate::sgd::Sgd;
 use crate::train::{initial_network, load_samples, step};
+
+/// `bench` takes the flags of `train`, and how long to measure.
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub train: TrainArgs,
+    /// Timed batches per measurement (after 3 warm-up batches)
+    #[arg(long, default_value_t = 20)]
+    pub batches: usize,
+}
+
+/// Runs `bench`: prints the [`BenchReport`] as JSON.
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let report = benchmark(&args.train.into_config()?, args.batches)?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}
 
 /// Images per second of each part (images over wall time of the timed batches).
 #[derive(Debug, Serialize)]

@@ -15,7 +15,7 @@ use retinaface::decode::{encode_box, encode_landmarks};
 use retinaface::geometry::iou;
 use retinaface::priors::Prior;
 
-use crate::data::labels::FaceAnnotation;
+use super::labels::FaceAnnotation;
 
 /// A face whose best prior overlaps it less than this is not given a forced positive.
 pub const MIN_FORCED_OVERLAP: f32 = 0.2;

@@ -1,10 +1,13 @@
-//! `eval`: runs a model over a validation set and scores it with [`crate::eval`].
+//! `retinaface-train eval`: runs a model over a validation set and scores it with
+//! [`crate::eval`].
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use clap::Args;
 use image::RgbImage;
 
+use crate::config::parse_device;
 use crate::data::read_label_file;
 use crate::eval::{
     ImagePredictions, PrCurve, WiderResult, evaluate_simple, evaluate_widerface, plot_pr_curves,
@@ -12,6 +15,70 @@ use crate::eval::{
 };
 use crate::infer::{InferParams, detect};
 use crate::model::RetinaFace;
+use crate::onnx_io::load_any;
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// Model to evaluate (.safetensors with its .json beside it, or .onnx)
+    #[arg(long)]
+    pub model: PathBuf,
+    /// A label.txt set: every face counts (IoU 0.5) [default: none; give it or --widerface]
+    #[arg(long, conflicts_with = "widerface")]
+    pub labels: Option<PathBuf>,
+    /// Image root of --labels [default: images/ beside it]
+    #[arg(long)]
+    pub images: Option<PathBuf>,
+    /// WIDER FACE validation folder (with `images/<event>/…`); needs --gt [default: none; give it
+    /// or --labels]
+    #[arg(long, requires = "gt")]
+    pub widerface: Option<PathBuf>,
+    /// Folder with wider_face_val.mat and wider_{easy,medium,hard}_val.mat, for --widerface
+    /// [default: none]
+    #[arg(long)]
+    pub gt: Option<PathBuf>,
+    /// Where predictions and pr.png go
+    #[arg(long, default_value = "eval")]
+    pub output: PathBuf,
+    /// Downscale images whose longer side exceeds this (0 = original size, as the reference)
+    #[arg(long, default_value_t = 0)]
+    pub max_size: u32,
+    /// Device: auto (the first CUDA GPU if any, else the CPU), cpu, cuda or cuda:N
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+}
+
+/// Runs `eval`: prints the AP of `--labels` or the WIDER FACE easy/medium/hard APs.
+pub fn run(args: EvalArgs) -> anyhow::Result<()> {
+    let net = load_any(&args.model, parse_device(&args.device)?)?;
+    match (&args.labels, &args.widerface, &args.gt) {
+        (Some(labels), _, _) => {
+            let images = args
+                .images
+                .clone()
+                .unwrap_or_else(|| labels.parent().unwrap_or(Path::new(".")).join("images"));
+            let r = eval_labels(&net, labels, &images, &args.output, args.max_size)?;
+            let chart = match &r.chart {
+                Ok(path) => format!("PR curve: {}", path.display()),
+                Err(why) => why.clone(),
+            };
+            println!("AP {:.4} over {} faces  ({chart})", r.ap, r.faces);
+        }
+        (None, Some(wider), Some(gt)) => {
+            let r = eval_widerface(&net, wider, gt, &args.output, args.max_size)?;
+            println!(
+                "easy AP {:.4}  medium AP {:.4}  hard AP {:.4}  (PR curves: {})",
+                r.easy,
+                r.medium,
+                r.hard,
+                args.output.join("pr.png").display()
+            );
+        }
+        _ => anyhow::bail!(
+            "give --labels <label.txt>, or --widerface <val dir> with --gt <ground_truth dir>"
+        ),
+    }
+    Ok(())
+}
 
 /// Downscales images whose longer side exceeds `max_side` (0 = never); returns the factor that
 /// maps detections back to the original pixels.
