@@ -18,25 +18,13 @@
 use std::time::{Duration, Instant};
 
 use retinaface::{Face, Tracker, TrackerConfig};
+use retinaface_testkit::PHOTOS;
 use retinaface_testkit::track_eval::*;
 
 const WIDTH: usize = 1280;
 const HEIGHT: usize = 720;
 const FRAMES: usize = 150;
 const FACE_HEIGHT: f64 = 90.0;
-const PHOTOS: [&str; 11] = [
-    "sample1.jpg",
-    "sample2.jpg",
-    "sample3.jpg",
-    "sample4.jpg",
-    "sample5.jpg",
-    "sample6.jpg",
-    "test.jpg",
-    "test2.jpg",
-    "test3.jpg",
-    "test4.jpg",
-    "test5.jpg",
-];
 /// The detector's threshold: the tracker's `low_score`, so low-score faces reach stage 2.
 const DETECT: &str = "retinafacedetect confidence-threshold=0.1";
 

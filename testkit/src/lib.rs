@@ -20,6 +20,6 @@ pub mod wall;
 pub use faces::{iou, worst_match};
 pub use first_sample::first_sample;
 pub use gstretinaface::facemeta::{self, FaceRecord};
-pub use media::{data_dir, media, model, plugin_dir};
+pub use media::{PHOTOS, data_dir, media, model, plugin_dir};
 pub use pipeline::{Played, Run, detect_image, init, play, run, wait_with_timeout};
 pub use seeker::Seeker;

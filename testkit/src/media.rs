@@ -10,6 +10,21 @@ pub fn data_dir() -> PathBuf {
     )
 }
 
+/// Every sample photo scripts/setup.sh installs (under `media/`).
+pub const PHOTOS: [&str; 11] = [
+    "sample1.jpg",
+    "sample2.jpg",
+    "sample3.jpg",
+    "sample4.jpg",
+    "sample5.jpg",
+    "sample6.jpg",
+    "test.jpg",
+    "test2.jpg",
+    "test3.jpg",
+    "test4.jpg",
+    "test5.jpg",
+];
+
 /// A sample file installed by scripts/setup.sh, as a path string for pipeline descriptions.
 pub fn media(name: &str) -> String {
     installed(data_dir().join("media").join(name))

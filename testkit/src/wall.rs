@@ -89,19 +89,7 @@ pub fn decode(path: &Path, size: Option<(usize, usize)>) -> Rgb {
 }
 
 /// The photos the wall is built from (installed by scripts/setup.sh).
-pub const PHOTOS: [&str; 11] = [
-    "sample1.jpg",
-    "sample2.jpg",
-    "sample3.jpg",
-    "sample4.jpg",
-    "sample5.jpg",
-    "sample6.jpg",
-    "test.jpg",
-    "test2.jpg",
-    "test3.jpg",
-    "test4.jpg",
-    "test5.jpg",
-];
+pub use crate::media::PHOTOS;
 
 /// Size of one camera tile of the wall.
 pub const CELL: (usize, usize) = (480, 270);
