@@ -130,7 +130,8 @@ pub struct Pass {
 
 /// The passes for one frame: one per region (the whole frame when `regions` is empty), each
 /// tiled as the module documentation says when `tiling` is [`Tiling::Auto`] and the region is
-/// larger than a tile. `inference_size` 0 (native scale) never tiles.
+/// larger than a tile; a region one tile holds is one pass, as with [`Tiling::Off`].
+/// `inference_size` 0 (native scale) never tiles.
 pub fn plan(
     width: usize,
     height: usize,
@@ -162,11 +163,11 @@ pub fn plan(
         // Frame pixels one tile covers at most.
         let tile = ((inference_size as f32 / tile_scale).floor() as usize).max(1);
         if region.w <= tile && region.h <= tile {
-            // One tile holds the region: see it at tile scale, no whole pass needed.
-            passes.push(Pass {
-                scale: PassScale::Factor(tile_scale),
-                ..single
-            });
+            // One tile holds the region: one pass, seen as `Tiling::Off` sees it. Scaled up to
+            // the inference size it is seen at least at tile scale (its long side is at most a
+            // tile), so small faces in a small frame or region (a motion region) are never
+            // seen smaller than without tiling.
+            passes.push(single);
             continue;
         }
         let long = region.w.max(region.h) as f32;
@@ -355,10 +356,10 @@ mod tests {
                 .all(|p| p.scale == PassScale::Fit(640) && p.keep == Keep::ALL)
         );
         assert_eq!(off[0].crop, r[0]);
-        // A region within one tile is one pass at tile scale.
+        // A region within one tile is one pass, as without tiling: scaled up to the
+        // inference size (300 → 640 px here, more than the tile scale 2 would give).
         let auto = plan(1920, 1080, &r, 640, Tiling::Auto, 2.0);
-        assert_eq!(auto.len(), 2);
-        assert_eq!(auto[0].scale, PassScale::Factor(2.0));
+        assert_eq!(auto, off);
         // Native inference size never tiles.
         assert_eq!(plan(1920, 1080, &[], 0, Tiling::Auto, 1.0).len(), 1);
     }

@@ -320,6 +320,46 @@ fn upstream_roi_metas_of_the_chosen_type_are_regions() {
     assert_eq!(pull(&mut h, with_roi("door")).len(), all.len());
 }
 
+/// A frame or region smaller than a tile is seen as without tiling (scaled up to
+/// inference-size), never at a smaller scale: on photos scaled to 480×320 and on small regions
+/// of a full-HD frame, `tiling=auto` finds every face `tiling=off` finds, with the same boxes
+/// (before, a region inside one tile was seen at tile scale: the regions below came out with
+/// other boxes).
+#[test]
+fn small_frames_and_regions_are_seen_as_without_tiling() {
+    for photo in ["sample1.jpg", "test.jpg", "sample4.jpg"] {
+        let caps = "video/x-raw,format=RGB,width=480,height=320";
+        let off = faces_of(photo, caps, "tiling=off");
+        let auto = faces_of(photo, caps, "tiling=auto");
+        assert!(!off.is_empty(), "{photo}: faces at a third of the size");
+        assert!(auto.len() >= off.len(), "{photo}: {auto:?} vs {off:?}");
+        assert!(
+            worst_match(&off, &auto) >= 0.95,
+            "{photo}: {auto:?} vs {off:?}"
+        );
+    }
+    // Regions of a full-HD frame, each well under a tile (640 px), around its faces.
+    let all = faces_of("sample1.jpg", FULL_HD, "inference-size=0");
+    let spec: Vec<String> = all
+        .iter()
+        .take(3)
+        .map(|f| {
+            let (x, y) = ((f.x - 20.0).max(0.0) as u32, (f.y - 20.0).max(0.0) as u32);
+            format!(
+                "{x},{y},{},{}",
+                (f.width + 40.0) as u32,
+                (f.height + 40.0) as u32
+            )
+        })
+        .collect();
+    let regions = format!("regions=\"{}\"", spec.join(";"));
+    let off = faces_of("sample1.jpg", FULL_HD, &format!("{regions} tiling=off"));
+    let auto = faces_of("sample1.jpg", FULL_HD, &format!("{regions} tiling=auto"));
+    assert!(!off.is_empty());
+    assert!(auto.len() >= off.len(), "{auto:?} vs {off:?}");
+    assert!(worst_match(&off, &auto) >= 0.95, "{auto:?} vs {off:?}");
+}
+
 /// Every format finds the RGB reference's faces with tiles on.
 #[test]
 fn tiles_work_in_every_format() {
