@@ -19,6 +19,7 @@
 //! - [`engine`] (`src/engine/`): runs *a model* (named tensors in, named tensors out, nothing
 //!   RetinaFace): sessions shared per model file + session options, request queue, batching
 //!   across streams, async hand-over, live model swap, the ONNX Runtime backend.
+//! - [`motion`]: where something moves in a frame (regions for a motion-gated detector).
 //! - [`track`]: faces across frames: Kalman motion, ByteTrack-style association, stable IDs.
 
 pub mod contract;
@@ -27,6 +28,7 @@ pub mod detector;
 pub mod engine;
 pub mod facerecord;
 pub mod geometry;
+pub mod motion;
 pub mod nms;
 pub mod pixfmt;
 pub mod postprocess;

@@ -597,7 +597,7 @@ impl Scaler {
 }
 
 /// Checks that every plane holds the rows the layout and size promise.
-fn check_frame(frame: &Frame) -> Result<(), FrameError> {
+pub(crate) fn check_frame(frame: &Frame) -> Result<(), FrameError> {
     let (w, h) = (frame.width, frame.height);
     if w == 0 || h == 0 {
         return Err(FrameError(format!("frame is {w}×{h}")));
