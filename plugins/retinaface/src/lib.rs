@@ -5,6 +5,8 @@
 //! - `retinafacetrack` gives those faces track IDs that persist across frames, and moves them
 //!   along on frames the detector skipped.
 //! - `retinafacejson` writes the faces it finds on each buffer as JSON lines.
+//! - `retinafacemotion` attaches the regions of each frame that move (roi_type `motion`), for a
+//!   motion-gated detector.
 //!
 //! The metadata schema lives in [`facemeta`]; every element reads and writes it through there.
 
@@ -14,6 +16,7 @@ use std::sync::OnceLock;
 pub mod detect;
 pub mod facemeta;
 pub mod json;
+pub mod motion;
 pub mod overlay;
 pub mod track;
 pub mod videoformat;
@@ -50,6 +53,7 @@ fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     facemeta::register_backup_meta();
     detect::register(plugin)?;
     json::register(plugin)?;
+    motion::register(plugin)?;
     overlay::register(plugin)?;
     track::register(plugin)?;
     Ok(())

@@ -3,8 +3,32 @@
 //! [`YuvMatrix`]. The detector and the overlay both negotiate and read frames through here, so
 //! the formats they accept, the planes they read and the colours they use cannot drift apart.
 
+use gst_video::prelude::*;
 use gst_video::{VideoColorMatrix, VideoColorRange, VideoColorimetry, VideoFormat};
 use retinaface::{PixelLayout, YuvMatrix};
+
+/// The core's view of a mapped `frame` in `layout` (planes, size, the caps' YUV matrix), for
+/// the time `f` runs: how the detector and the motion element hand frames to the core.
+pub fn with_core_frame<R>(
+    frame: &gst_video::VideoFrameRef<&gst::BufferRef>,
+    layout: PixelLayout,
+    f: impl FnOnce(&retinaface::Frame) -> R,
+) -> R {
+    let planes: Vec<retinaface::Plane> = (0..frame.n_planes())
+        .map(|i| retinaface::Plane {
+            data: frame.plane_data(i).unwrap_or(&[]),
+            stride: frame.plane_stride()[i as usize] as usize,
+        })
+        .collect();
+    let info = frame.info();
+    f(&retinaface::Frame {
+        layout,
+        width: info.width() as usize,
+        height: info.height() as usize,
+        planes: &planes,
+        matrix: yuv_matrix(&info.colorimetry()),
+    })
+}
 
 /// `video/x-raw` in [`FORMATS`], any size and rate: what the detector, the tracker and the
 /// overlay accept.

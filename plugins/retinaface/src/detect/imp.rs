@@ -5,11 +5,10 @@ use glib::subclass::prelude::*;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 use gst_base::subclass::prelude::*;
-use gst_video::prelude::*;
 use retinaface::detector::Pending;
 use retinaface::engine::{EngineKey, Registry};
 use retinaface::tiling::{Rect, clip_regions};
-use retinaface::{Detector, Face, Frame, PixelLayout, Plane, SessionConfig};
+use retinaface::{Detector, Face, PixelLayout, SessionConfig};
 
 use super::MESSAGE_NAME;
 use super::latency::ProcessingLatency;
@@ -369,45 +368,35 @@ impl BaseTransformImpl for RetinaFaceDetect {
                     );
                     gst::FlowError::Error
                 })?;
-            let planes: Vec<Plane> = (0..frame.n_planes())
-                .map(|i| Plane {
-                    data: frame.plane_data(i).unwrap_or(&[]),
-                    stride: frame.plane_stride()[i as usize] as usize,
-                })
-                .collect();
-            let core_frame = Frame {
-                layout,
-                width: info.width() as usize,
-                height: info.height() as usize,
-                planes: &planes,
-                matrix: videoformat::yuv_matrix(&info.colorimetry()),
-            };
-            if async_ {
-                // The frame is copied into slots here, so the buffer is never held.
-                let submitted = state.detector.try_submit(&core_frame, &params);
-                if let Some(mut pending) = submitted.map_err(detect_failed)? {
-                    match state.detector.try_collect(&mut pending, &params) {
-                        // Its own faces came back in time (e.g. nothing to look at).
-                        Some(result) => {
-                            state.last_faces = result.map_err(detect_failed)?;
-                            state.last_detected = Some(this);
-                            analysed = true;
-                            arrived = true;
+            videoformat::with_core_frame(&frame, layout, |core_frame| {
+                if async_ {
+                    // The frame is copied into slots here, so the buffer is never held.
+                    let submitted = state.detector.try_submit(core_frame, &params);
+                    if let Some(mut pending) = submitted.map_err(detect_failed)? {
+                        match state.detector.try_collect(&mut pending, &params) {
+                            // Its own faces came back in time (e.g. nothing to look at).
+                            Some(result) => {
+                                state.last_faces = result.map_err(detect_failed)?;
+                                state.last_detected = Some(this);
+                                analysed = true;
+                                arrived = true;
+                            }
+                            None => state.pending = Some((pending, this)),
                         }
-                        None => state.pending = Some((pending, this)),
                     }
+                } else {
+                    let started = std::time::Instant::now();
+                    state.last_faces = state
+                        .detector
+                        .detect(core_frame, &params)
+                        .map_err(detect_failed)?;
+                    latency_changed |= self.latency.record(started.elapsed());
+                    state.last_detected = Some(this);
+                    analysed = true;
+                    arrived = true;
                 }
-            } else {
-                let started = std::time::Instant::now();
-                state.last_faces = state
-                    .detector
-                    .detect(&core_frame, &params)
-                    .map_err(detect_failed)?;
-                latency_changed |= self.latency.record(started.elapsed());
-                state.last_detected = Some(this);
-                analysed = true;
-                arrived = true;
-            }
+                Ok::<(), gst::FlowError>(())
+            })?;
         }
         let faces = state.last_faces.clone();
         let provenance = facemeta::Provenance {

@@ -2,16 +2,16 @@
 //! moves faces along on frames the detector did not analyse (`interval` > 1) instead of
 //! repeating them where they were. Pixels are never changed.
 //!
-//! Per buffer it reads the faces and the detector's *analysed* flag ([`crate::facemeta`]); on an
-//! analysed frame the tracker ([`retinaface::Tracker`]: Kalman filter + ByteTrack's two-stage
-//! IoU matching) is updated with the detections, on a carried frame it only predicts. The
+//! Per buffer it reads the faces and which result they are ([`crate::facemeta::Provenance`]); on
+//! a buffer carrying a new result the tracker ([`retinaface::Tracker`]: Kalman filter +
+//! ByteTrack's two-stage IoU matching) is updated with the detections as of the frame they were
+//! found on (an `async` result arrives some frames later), on a carried frame it only predicts. The
 //! buffer's face metas are then replaced by the tracked faces, each with its ID in an
 //! `object_id` param. Only confirmed tracks are output (`confirm-hits`), so a face shows up from
 //! its second analysed frame by default.
 //!
-//! **Anonymising**: a face that is not (yet) confirmed is not output, so `retinafaceoverlay
-//! mode=blur` *after* the tracker would leave it visible for its first analysed frames. Blur
-//! before the tracker, or set `confirm-hits=1`.
+//! **Anonymising**: a face that is not (yet) confirmed is passed on without an ID, so
+//! `retinafaceoverlay mode=blur` after the tracker covers it from its first detection.
 //!
 //! A flush (seek), a new segment, a new stream or new caps end every track: no ID survives a
 //! seek. IDs keep increasing for the life of the element between start and stop; never reused.
