@@ -124,3 +124,56 @@ fn the_detector_gated_by_motion_finds_a_walking_face() {
         "{got} of {want} faces found with motion gating"
     );
 }
+
+/// A face walks in, stands still for 3 s and walks on, under motion-gated detection with the
+/// tracker and a blur: it is blurred on every frame, also while it stands (no motion there, so
+/// its face is kept from earlier results and looked for again every `refresh-interval` frames).
+#[test]
+fn a_face_that_stops_stays_blurred_under_motion_gating() {
+    init();
+    let sprites = calibrate(
+        load_sprites(
+            &data_dir().join("media"),
+            &["sample1.jpg", "sample2.jpg"],
+            60.0,
+            60.0,
+        ),
+        640,
+        360,
+    );
+    let (w, h) = (sprites[0].width as f64, sprites[0].height as f64);
+    // 40 frames walking at 4 px a frame, 90 standing, 40 walking again.
+    let x = |k: usize| 100.0 + 4.0 * (k.min(40) + k.saturating_sub(130)) as f64;
+    let scene = Scene {
+        name: "stop and stand",
+        width: 640,
+        height: 360,
+        frames: 170,
+        actors: vec![Actor {
+            sprite: 0,
+            path: Box::new(move |k| Some((x(k) - w / 2.0, 180.0 - h / 2.0))),
+        }],
+        disjoint: true,
+    };
+    let buffers = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let collected = buffers.clone();
+    push_scene(
+        &scene,
+        &sprites,
+        "retinafacemotion ! retinafacedetect roi-type=motion refresh-interval=15 ! \
+         retinafacetrack ! retinafaceoverlay mode=blur",
+        std::time::Duration::ZERO,
+        |_| {},
+        move |b| collected.lock().unwrap().push(b),
+    );
+    let buffers = std::mem::take(&mut *buffers.lock().unwrap());
+    assert_eq!(buffers.len(), scene.frames);
+    let (failures, _) = uncovered_frames(&scene, &sprites, &buffers, 0);
+    assert!(
+        failures.is_empty(),
+        "{} of {} frames not covered:\n{}",
+        failures.len(),
+        scene.frames,
+        failures.join("\n")
+    );
+}

@@ -829,3 +829,81 @@ pub fn all_scenes(sprites: &[Sprite], width: usize, height: usize, frames: usize
         scene_fast(sprites, width, height, frames),
     ]
 }
+
+// ---- Anonymisation ----
+
+/// Mean absolute luma change between `out` (RGB) and `reference` inside `[x0, y0, x1, y1)`.
+fn luma_change(out: &[u8], reference: &[u8], width: usize, r: [usize; 4]) -> f64 {
+    let luma = |p: &[u8]| 0.299 * p[0] as f64 + 0.587 * p[1] as f64 + 0.114 * p[2] as f64;
+    let mut sum = 0.0;
+    for y in r[1]..r[3] {
+        for x in r[0]..r[2] {
+            let i = (y * width + x) * 3;
+            sum += (luma(&out[i..i + 3]) - luma(&reference[i..i + 3])).abs();
+        }
+    }
+    sum / ((r[2] - r[0]) * (r[3] - r[1])).max(1) as f64
+}
+
+/// Checks that on every output frame (RGB, as rendered) from `from` the scene's first face is
+/// anonymised all over: each
+/// quarter of its known box changed clearly from the frame as rendered, and that the blur is a
+/// region around the face, not the whole frame: most of the frame is untouched and the changed
+/// pixels are centred within two face sizes of the face (the area grows on every side with the
+/// frames since detection, so the face need not be at its centre). Returns the frames that
+/// fail, with why, and the centre of the changed pixels on each frame checked.
+pub fn uncovered_frames(
+    scene: &Scene,
+    sprites: &[Sprite],
+    outs: &[gst::Buffer],
+    from: usize,
+) -> (Vec<String>, Vec<f64>) {
+    let (width, height) = (scene.width, scene.height);
+    let bg = scene.background();
+    let mut reference = vec![0u8; width * height * 3];
+    let (mut failures, mut centres) = (Vec::new(), Vec::new());
+    for (k, out) in outs.iter().enumerate().skip(from) {
+        scene.render(k, sprites, &bg, &mut reference);
+        let map = out.map_readable().unwrap();
+        let truth = scene.truth(k, sprites);
+        let Some(t) = truth.first() else { continue };
+        let b = t.bbox.map(|v| v.round() as usize);
+        let (mx, my) = ((b[0] + b[2]) / 2, (b[1] + b[3]) / 2);
+        let quarters = [
+            [b[0], b[1], mx, my],
+            [mx, b[1], b[2], my],
+            [b[0], my, mx, b[3]],
+            [mx, my, b[2], b[3]],
+        ];
+        let changes: Vec<f64> = quarters
+            .iter()
+            .map(|q| luma_change(&map, &reference, width, *q))
+            .collect();
+        // Changed pixels over the frame, and their centre.
+        let (mut n, mut sx) = (0usize, 0.0);
+        for y in 0..height {
+            for x in 0..width {
+                let i = (y * width + x) * 3;
+                if map[i..i + 3] != reference[i..i + 3] {
+                    n += 1;
+                    sx += x as f64;
+                }
+            }
+        }
+        let share = n as f64 / (width * height) as f64;
+        let centre = if n > 0 { sx / n as f64 } else { -1.0 };
+        centres.push(centre);
+        let size = (t.bbox[2] - t.bbox[0]).max(t.bbox[3] - t.bbox[1]);
+        let face_cx = (t.bbox[0] + t.bbox[2]) / 2.0;
+        if changes.iter().any(|c| *c < 2.0) || share > 0.5 || (centre - face_cx).abs() > 2.0 * size
+        {
+            failures.push(format!(
+                "frame {k}: face at {:.0}..{:.0}: luma change per quarter {changes:.1?}, {:.0} % of the frame changed, centred at x {centre:.0}",
+                t.bbox[0],
+                t.bbox[2],
+                share * 100.0
+            ));
+        }
+    }
+    (failures, centres)
+}

@@ -135,10 +135,23 @@ pub fn attach_detections(
     width: u32,
     height: u32,
 ) {
-    let since = provenance.result_age.unwrap_or(0);
+    let since = vec![provenance.result_age.unwrap_or(0); faces.len()];
+    attach_found(buffer, faces, &since, provenance, width, height);
+}
+
+/// [`attach_detections`] with each face's own age, `since[i]` frames since `faces[i]` was
+/// found (a motion-gated detector keeps faces that did not move from earlier results).
+pub fn attach_found(
+    buffer: &mut gst::BufferRef,
+    faces: &[Face],
+    since: &[u64],
+    provenance: Provenance,
+    width: u32,
+    height: u32,
+) {
     write(
         buffer,
-        faces.iter().map(|f| (f, None, since)),
+        faces.iter().zip(since).map(|(f, &s)| (f, None, s)),
         true,
         provenance,
         (width, height),

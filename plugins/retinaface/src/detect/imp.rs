@@ -36,12 +36,18 @@ struct State {
     info: Option<(gst_video::VideoInfo, PixelLayout)>,
     /// Frames seen since the last caps, for `interval`.
     frames: u64,
-    /// Faces of the last processed frame, repeated on skipped frames so nothing blinks.
+    /// Faces of the last result, repeated on skipped frames so nothing blinks.
     last_faces: Vec<Face>,
-    /// The frame `last_faces` were found on; `None` before the first result.
+    /// The frame index each of `last_faces` was found on (motion gating keeps faces that did
+    /// not move from earlier results).
+    last_found: Vec<u64>,
+    /// The frame the last result was found on; `None` before the first result.
     last_detected: Option<FrameStamp>,
-    /// Async mode: the frame handed to the engine, until its faces are collected.
-    pending: Option<(Pending, FrameStamp)>,
+    /// Async mode: the frame handed to the engine, and the motion regions it was looked at in
+    /// (`None`: all of it), until its faces are collected.
+    pending: Option<(Pending, FrameStamp, Option<Vec<Rect>>)>,
+    /// Frames since the model last looked at the whole frame (motion gating's refresh).
+    since_full: u64,
     /// Regions and frame size last checked against each other, so each problem is reported once.
     regions_checked: Option<(Vec<Rect>, u32, u32)>,
 }
@@ -53,9 +59,39 @@ impl State {
     fn reset_carried(&mut self) {
         self.frames = 0;
         self.last_faces.clear();
+        self.last_found.clear();
         self.last_detected = None;
+        self.since_full = u64::MAX;
         // Its faces belong to the frames before the reset (dropping the tickets cancels it).
         self.pending = None;
+    }
+
+    /// A new result, found on frame `at`. When the model looked only at `partial` regions
+    /// (where something moved), the earlier faces outside all of them did not move and are
+    /// kept, with the frame they were found on, unless a new face covers them.
+    fn set_result(&mut self, mut faces: Vec<Face>, at: FrameStamp, partial: Option<&[Rect]>) {
+        let mut found = vec![at.index; faces.len()];
+        if let Some(regions) = partial {
+            let new = faces.len();
+            for (face, &when) in self.last_faces.iter().zip(&self.last_found) {
+                let (cx, cy) = (
+                    (face.bbox[0] + face.bbox[2]) / 2.0,
+                    (face.bbox[1] + face.bbox[3]) / 2.0,
+                );
+                let moved = regions.iter().any(|r| {
+                    let [x0, y0, x1, y1] = r.bounds();
+                    cx >= x0 && cx < x1 && cy >= y0 && cy < y1
+                });
+                let replaced = faces[..new].iter().any(|f| f.iou(face) > 0.3);
+                if !moved && !replaced {
+                    faces.push(*face);
+                    found.push(when);
+                }
+            }
+        }
+        self.last_faces = faces;
+        self.last_found = found;
+        self.last_detected = Some(at);
     }
 }
 
@@ -215,8 +251,10 @@ impl BaseTransformImpl for RetinaFaceDetect {
             info: None,
             frames: 0,
             last_faces: Vec::new(),
+            last_found: Vec::new(),
             last_detected: None,
             pending: None,
+            since_full: u64::MAX,
             regions_checked: None,
         });
         Ok(())
@@ -295,6 +333,7 @@ impl BaseTransformImpl for RetinaFaceDetect {
             model_serial,
             async_,
             roi_type,
+            refresh_interval,
         } = self.settings.lock().unwrap().for_frame();
         let mut guard = self.state.lock().unwrap();
         let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
@@ -322,12 +361,11 @@ impl BaseTransformImpl for RetinaFaceDetect {
         // Whether this buffer is the first to carry its result (async: faces of an earlier
         // frame that came back since the last buffer; otherwise this frame's own).
         let mut arrived = false;
-        if let Some((pending, _)) = state.pending.as_mut()
+        if let Some((pending, _, _)) = state.pending.as_mut()
             && let Some(result) = state.detector.try_collect(pending, &params)
         {
-            let (_, from) = state.pending.take().expect("collected");
-            state.last_faces = result.map_err(detect_failed)?;
-            state.last_detected = Some(from);
+            let (_, from, partial) = state.pending.take().expect("collected");
+            state.set_result(result.map_err(detect_failed)?, from, partial.as_deref());
             arrived = true;
         }
         let mut run_model = state.frames % interval.max(1) as u64 == 0;
@@ -341,17 +379,32 @@ impl BaseTransformImpl for RetinaFaceDetect {
         if run_model {
             self.check_regions(state, &params.regions, info.width(), info.height());
         }
-        if run_model && let Some(roi_type) = &roi_type {
+        // Upstream regions (`roi-type`); with `refresh-interval` > 0 they are where something
+        // moved (motion gating), and the whole frame is looked at every `refresh-interval`.
+        let mut partial: Option<Vec<Rect>> = None;
+        state.since_full = state.since_full.saturating_add(1);
+        let refresh = refresh_interval > 0 && state.since_full >= refresh_interval as u64;
+        if run_model
+            && !refresh
+            && let Some(roi_type) = &roi_type
+        {
             params
                 .regions
                 .extend(super::roi::upstream_regions(buf, roi_type));
+            let gating = refresh_interval > 0;
             if params.regions.is_empty() {
-                // Nothing to look at on this frame: no faces, and nothing carried into it.
                 run_model = false;
-                state.last_faces.clear();
-                state.last_detected = Some(this);
-                analysed = true;
-                arrived = true;
+                if !gating {
+                    // Only the regions are looked at, and there are none: no faces, and
+                    // nothing carried into this frame.
+                    state.set_result(Vec::new(), this, None);
+                    analysed = true;
+                    arrived = true;
+                }
+                // Motion gating: nothing moved, so the faces found before are still where
+                // they were (carried, not a new result) until the next whole-frame look.
+            } else if gating {
+                partial = Some(params.regions.clone());
             }
         }
         if run_model {
@@ -376,22 +429,28 @@ impl BaseTransformImpl for RetinaFaceDetect {
                         match state.detector.try_collect(&mut pending, &params) {
                             // Its own faces came back in time (e.g. nothing to look at).
                             Some(result) => {
-                                state.last_faces = result.map_err(detect_failed)?;
-                                state.last_detected = Some(this);
+                                let faces = result.map_err(detect_failed)?;
+                                state.set_result(faces, this, partial.as_deref());
                                 analysed = true;
                                 arrived = true;
                             }
-                            None => state.pending = Some((pending, this)),
+                            None => state.pending = Some((pending, this, partial.clone())),
+                        }
+                        if partial.is_none() {
+                            state.since_full = 0;
                         }
                     }
                 } else {
                     let started = std::time::Instant::now();
-                    state.last_faces = state
+                    let faces = state
                         .detector
                         .detect(core_frame, &params)
                         .map_err(detect_failed)?;
                     latency_changed |= self.latency.record(started.elapsed());
-                    state.last_detected = Some(this);
+                    state.set_result(faces, this, partial.as_deref());
+                    if partial.is_none() {
+                        state.since_full = 0;
+                    }
                     analysed = true;
                     arrived = true;
                 }
@@ -399,6 +458,7 @@ impl BaseTransformImpl for RetinaFaceDetect {
             })?;
         }
         let faces = state.last_faces.clone();
+        let since: Vec<u64> = state.last_found.iter().map(|&f| this.index - f).collect();
         let provenance = facemeta::Provenance {
             analysed,
             new_result: arrived,
@@ -421,7 +481,7 @@ impl BaseTransformImpl for RetinaFaceDetect {
         // which frame they were found on. No latency is reported for the model: in sync mode
         // the frame's own processing is not latency a live source must compensate, and in
         // async mode a buffer only waits for the hand-over (a copy into slots).
-        facemeta::attach_detections(buf, &faces, provenance, info.width(), info.height());
+        facemeta::attach_found(buf, &faces, &since, provenance, info.width(), info.height());
         if post_messages && arrived {
             self.post_faces(buf, &faces, provenance);
         }

@@ -50,6 +50,9 @@ pub(super) struct Settings {
     pub shared: bool,
     /// roi_type of upstream ROI metas to look inside (empty = ignore them).
     pub roi_type: String,
+    /// With `roi_type`: motion gating's frames between two looks at the whole frame (0 = no
+    /// gating: the upstream regions are all that is looked at).
+    pub refresh_interval: u32,
 }
 
 impl Default for Settings {
@@ -71,6 +74,7 @@ impl Default for Settings {
             async_: false,
             shared: true,
             roi_type: String::new(),
+            refresh_interval: 0,
         }
     }
 }
@@ -85,6 +89,7 @@ pub(super) struct FrameSettings {
     pub async_: bool,
     /// `roi-type`, when set.
     pub roi_type: Option<String>,
+    pub refresh_interval: u32,
 }
 
 impl Settings {
@@ -97,6 +102,7 @@ impl Settings {
             model_serial: self.model_serial,
             async_: self.async_,
             roi_type: (!self.roi_type.is_empty()).then(|| self.roi_type.clone()),
+            refresh_interval: self.refresh_interval,
         }
     }
 
@@ -142,6 +148,7 @@ impl Settings {
             "async" => self.async_ = value.get().unwrap(),
             "shared" => self.shared = value.get().unwrap(),
             "roi-type" => self.roi_type = text(),
+            "refresh-interval" => self.refresh_interval = value.get().unwrap(),
             _ => unreachable!("no property {name}"),
         }
         Ok(())
@@ -172,6 +179,7 @@ impl Settings {
             "async" => self.async_.to_value(),
             "shared" => self.shared.to_value(),
             "roi-type" => self.roi_type.to_value(),
+            "refresh-interval" => self.refresh_interval.to_value(),
             _ => unreachable!("no property {name}"),
         }
     }
@@ -326,6 +334,12 @@ pub(super) fn properties() -> Vec<glib::ParamSpec> {
             .blurb("Share one model session with every other element of the process that has the same model, execution provider, device and threads (batching across streams needs it); false = a session of its own")
             .default_value(d.shared)
             .mutable_ready()
+            .build(),
+        glib::ParamSpecUInt::builder("refresh-interval")
+            .nick("Refresh interval")
+            .blurb("With roi-type, motion gating (e.g. after retinafacemotion): look at the whole frame (or the regions property) every this many frames, so a face that appeared or left without moving is caught, and in between keep the faces outside the upstream regions where they were found (they did not move). 0 = the upstream regions are all that is looked at, nothing is kept outside them")
+            .default_value(d.refresh_interval)
+            .mutable_playing()
             .build(),
         glib::ParamSpecString::builder("roi-type")
             .nick("ROI type")
