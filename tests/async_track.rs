@@ -111,16 +111,7 @@ fn temp_dir(name: &str) -> std::path::PathBuf {
 
 /// Sprites of faces 60 px high that the detector finds reliably in a 640×360 frame.
 fn sprites() -> Vec<Sprite> {
-    retinaface_testkit::init();
-    let sprites = load_sprites(
-        &retinaface_testkit::data_dir().join("media"),
-        &["sample1.jpg", "sample2.jpg"],
-        60.0,
-        60.0,
-    );
-    let sprites = calibrate(sprites, WIDTH, HEIGHT);
-    assert!(sprites.len() >= 3, "{} sprites", sprites.len());
-    sprites
+    face_sprites(WIDTH, HEIGHT)
 }
 
 /// One face walking left to right across the middle at `speed` px per frame.

@@ -87,16 +87,7 @@ fn a_moving_block_becomes_one_motion_region_and_masks_and_flushes_are_honoured()
 #[test]
 fn the_detector_gated_by_motion_finds_a_walking_face() {
     init();
-    let sprites = calibrate(
-        load_sprites(
-            &data_dir().join("media"),
-            &["sample1.jpg", "sample2.jpg"],
-            60.0,
-            60.0,
-        ),
-        640,
-        360,
-    );
+    let sprites = face_sprites(640, 360);
     let scene = scene_lanes(&sprites, 640, 360, 60);
     let reference = run_scene(&scene, &sprites, "retinafacedetect");
     let gated = run_scene(
@@ -131,16 +122,7 @@ fn the_detector_gated_by_motion_finds_a_walking_face() {
 #[test]
 fn a_face_that_stops_stays_blurred_under_motion_gating() {
     init();
-    let sprites = calibrate(
-        load_sprites(
-            &data_dir().join("media"),
-            &["sample1.jpg", "sample2.jpg"],
-            60.0,
-            60.0,
-        ),
-        640,
-        360,
-    );
+    let sprites = face_sprites(640, 360);
     let (w, h) = (sprites[0].width as f64, sprites[0].height as f64);
     // 40 frames walking at 4 px a frame, 90 standing, 40 walking again.
     let x = |k: usize| 100.0 + 4.0 * (k.min(40) + k.saturating_sub(130)) as f64;

@@ -6,16 +6,8 @@ use retinaface_testkit::track_eval::*;
 
 #[test]
 fn non_overlapping_faces_keep_their_ids_and_predicted_boxes_follow() {
-    retinaface_testkit::init();
     let (width, height, frames) = (640, 360, 60);
-    let sprites = load_sprites(
-        &retinaface_testkit::data_dir().join("media"),
-        &["sample1.jpg", "sample2.jpg"],
-        60.0,
-        60.0,
-    );
-    let sprites = calibrate(sprites, width, height);
-    assert!(sprites.len() >= 3, "{} sprites", sprites.len());
+    let sprites = face_sprites(width, height);
     let scene = scene_lanes(&sprites, width, height, frames);
     assert!(scene.disjoint);
     let truth: Vec<_> = (0..frames).map(|k| scene.truth(k, &sprites)).collect();

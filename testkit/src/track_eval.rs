@@ -218,6 +218,20 @@ pub fn calibrate(sprites: Vec<Sprite>, width: usize, height: usize) -> Vec<Sprit
     kept.into_iter().map(|(_, s)| s).collect()
 }
 
+/// Faces 60 px high cut from sample1.jpg and sample2.jpg that the detector finds reliably in a
+/// `width` × `height` frame (at least 3): what the short scene tests are made of.
+pub fn face_sprites(width: usize, height: usize) -> Vec<Sprite> {
+    crate::init();
+    let media = crate::data_dir().join("media");
+    let sprites = calibrate(
+        load_sprites(&media, &["sample1.jpg", "sample2.jpg"], 60.0, 60.0),
+        width,
+        height,
+    );
+    assert!(sprites.len() >= 3, "{} sprites", sprites.len());
+    sprites
+}
+
 /// One face of a scene: a sprite and where its top-left corner is on each frame (`None`:
 /// not in the scene on that frame). Faces later in [`Scene::actors`] are drawn on top.
 pub struct Actor {

@@ -29,6 +29,16 @@ pub(crate) fn ort_search_dirs() -> Vec<PathBuf> {
     PLUGIN_DIR.get().cloned().into_iter().collect()
 }
 
+/// Whether `event` starts the stream over for an element that carries state between frames: a
+/// flush (seek), a new segment or a new stream. Such state (carried faces, tracks, a motion
+/// background) belongs to the frames before it and is dropped.
+pub(crate) fn starts_over(event: &gst::Event) -> bool {
+    matches!(
+        event.view(),
+        gst::EventView::FlushStop(_) | gst::EventView::Segment(_) | gst::EventView::StreamStart(_)
+    )
+}
+
 /// The always-present `src` and `sink` pad templates of an in-place filter accepting `caps`.
 pub(crate) fn filter_pad_templates(caps: &gst::Caps) -> Vec<gst::PadTemplate> {
     [

@@ -243,12 +243,8 @@ impl BaseTransformImpl for RetinaFaceMotion {
 
     fn sink_event(&self, event: gst::Event) -> bool {
         // A background from before a seek or of another stream is not this one's.
-        if matches!(
-            event.view(),
-            gst::EventView::FlushStop(_)
-                | gst::EventView::Segment(_)
-                | gst::EventView::StreamStart(_)
-        ) && let Some(state) = self.state.lock().unwrap().as_mut()
+        if crate::starts_over(&event)
+            && let Some(state) = self.state.lock().unwrap().as_mut()
         {
             state.detector.reset();
         }

@@ -284,12 +284,8 @@ impl BaseTransformImpl for RetinaFaceTrack {
     }
 
     fn sink_event(&self, event: gst::Event) -> bool {
-        if matches!(
-            event.view(),
-            gst::EventView::FlushStop(_)
-                | gst::EventView::Segment(_)
-                | gst::EventView::StreamStart(_)
-        ) && let Some(state) = self.state.lock().unwrap().as_mut()
+        if crate::starts_over(&event)
+            && let Some(state) = self.state.lock().unwrap().as_mut()
         {
             gst::debug!(CAT, imp = self, "{:?}: ending all tracks", event.type_());
             state.reset();
