@@ -240,10 +240,7 @@ fn mask_pixels(masks: &[Rect], g: Geometry) -> Vec<bool> {
                 (x as f32 + 0.5) * fw as f32 / sw as f32,
                 (y as f32 + 0.5) * fh as f32 / sh as f32,
             );
-            out[y * sw + x] = masks.iter().any(|m| {
-                let [x0, y0, x1, y1] = m.bounds();
-                cx >= x0 && cx < x1 && cy >= y0 && cy < y1
-            });
+            out[y * sw + x] = masks.iter().any(|m| m.contains(cx, cy));
         }
     }
     out

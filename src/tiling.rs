@@ -51,6 +51,13 @@ impl Rect {
             (self.y + self.h) as f32,
         ]
     }
+
+    /// Whether the point `(x, y)` (frame pixels) lies inside: left and top edges included,
+    /// right and bottom excluded.
+    pub fn contains(&self, x: f32, y: f32) -> bool {
+        let [x0, y0, x1, y1] = self.bounds();
+        x >= x0 && x < x1 && y >= y0 && y < y1
+    }
 }
 
 /// Whether the frame is tiled.

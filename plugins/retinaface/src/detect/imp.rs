@@ -7,6 +7,7 @@ use gst::subclass::prelude::*;
 use gst_base::subclass::prelude::*;
 use retinaface::detector::Pending;
 use retinaface::engine::{EngineKey, Registry};
+use retinaface::geometry::corners_to_centre;
 use retinaface::tiling::{Rect, clip_regions};
 use retinaface::{Detector, Face, PixelLayout, SessionConfig};
 
@@ -74,14 +75,8 @@ impl State {
         if let Some(regions) = partial {
             let new = faces.len();
             for (face, &when) in self.last_faces.iter().zip(&self.last_found) {
-                let (cx, cy) = (
-                    (face.bbox[0] + face.bbox[2]) / 2.0,
-                    (face.bbox[1] + face.bbox[3]) / 2.0,
-                );
-                let moved = regions.iter().any(|r| {
-                    let [x0, y0, x1, y1] = r.bounds();
-                    cx >= x0 && cx < x1 && cy >= y0 && cy < y1
-                });
+                let [cx, cy, _, _] = corners_to_centre(face.bbox);
+                let moved = regions.iter().any(|r| r.contains(cx, cy));
                 let replaced = faces[..new].iter().any(|f| f.iou(face) > 0.3);
                 if !moved && !replaced {
                     faces.push(*face);
