@@ -1,5 +1,6 @@
 //! The latency `retinafacedetect` reports to a live pipeline: in sync mode a bound of its own
-//! processing time (a buffer leaves that much after it came), in async mode nothing.
+//! processing time (a buffer leaves that much after it came; with frames in flight, also the
+//! frames it waits behind), in async mode nothing.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -142,4 +143,22 @@ fn async_mode_adds_nothing() {
     assert!(m.live);
     assert_eq!(m.added, Duration::ZERO);
     assert_eq!(m.latency_messages, 0);
+}
+
+#[test]
+fn frames_in_flight_report_the_time_a_buffer_is_held() {
+    // Three frames in flight at 30 fps: a buffer leaves once two more have come, ≥ 66 ms.
+    let m = measure("frames-in-flight=3");
+    assert!(m.live);
+    let median = median(m.processing.clone());
+    eprintln!("held median {median:?}; latency added {:?}", m.added);
+    assert!(
+        median >= Duration::from_millis(60),
+        "buffers held {median:?} at the median, less than two frame intervals"
+    );
+    assert!(
+        m.added >= median / 2,
+        "reports {:?} for buffers held {median:?}",
+        m.added
+    );
 }

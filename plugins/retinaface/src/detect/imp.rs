@@ -1,17 +1,20 @@
+use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::{LazyLock, Mutex};
 
 use glib::subclass::prelude::*;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
+use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
 use retinaface::detector::Pending;
 use retinaface::engine::{EngineKey, Registry};
 use retinaface::geometry::corners_to_centre;
 use retinaface::tiling::{Rect, clip_regions};
-use retinaface::{Detector, Face, PixelLayout, SessionConfig};
+use retinaface::{DetectParams, Detector, Face, PixelLayout, SessionConfig};
 
 use super::MESSAGE_NAME;
+use super::job::{FrameStamp, Job, Outcome};
 use super::latency::ProcessingLatency;
 use super::settings::{self, Settings};
 use crate::{facemeta, videoformat};
@@ -51,6 +54,8 @@ struct State {
     since_full: u64,
     /// Regions and frame size last checked against each other, so each problem is reported once.
     regions_checked: Option<(Vec<Rect>, u32, u32)>,
+    /// Frames begun and not yet sent on (`frames-in-flight`), oldest first.
+    held: VecDeque<(gst::Buffer, Job)>,
 }
 
 impl State {
@@ -65,6 +70,9 @@ impl State {
         self.since_full = u64::MAX;
         // Its faces belong to the frames before the reset (dropping the tickets cancels it).
         self.pending = None;
+        // Only a flush gets here with frames held (other events drain them first): they were
+        // flushed.
+        self.held.clear();
     }
 
     /// A new result, found on frame `at`. When the model looked only at `partial` regions
@@ -88,14 +96,6 @@ impl State {
         self.last_found = found;
         self.last_detected = Some(at);
     }
-}
-
-/// A frame the detector handled: its place in the count since the last reset, and its pts. What
-/// a result's age is measured from.
-#[derive(Debug, Clone, Copy)]
-struct FrameStamp {
-    index: u64,
-    pts: Option<gst::ClockTime>,
 }
 
 #[derive(Default)]
@@ -251,6 +251,7 @@ impl BaseTransformImpl for RetinaFaceDetect {
             pending: None,
             since_full: u64::MAX,
             regions_checked: None,
+            held: VecDeque::new(),
         });
         Ok(())
     }
@@ -262,6 +263,10 @@ impl BaseTransformImpl for RetinaFaceDetect {
     }
 
     fn query(&self, direction: gst::PadDirection, query: &mut gst::QueryRef) -> bool {
+        if direction == gst::PadDirection::Sink && query.type_() == gst::QueryType::Drain {
+            // Upstream wants its buffers back (e.g. before reallocating its pool).
+            self.drain();
+        }
         if !BaseTransformImplExt::parent_query(self, direction, query) {
             return false;
         }
@@ -274,6 +279,40 @@ impl BaseTransformImpl for RetinaFaceDetect {
             q.set(live, min + ours, max.map(|max| max + ours));
         }
         true
+    }
+
+    fn propose_allocation(
+        &self,
+        decide_query: Option<&gst::query::Allocation>,
+        query: &mut gst::query::Allocation,
+    ) -> Result<(), gst::LoggableError> {
+        self.parent_propose_allocation(decide_query, query)?;
+        // Frames in flight are buffers kept from upstream's pool: ask for that many more, so a
+        // fixed-size pool (a camera's, a decoder's) is not drained dry while they wait.
+        let held = self
+            .settings
+            .lock()
+            .unwrap()
+            .frames_in_flight
+            .saturating_sub(1);
+        if held == 0 {
+            return Ok(());
+        }
+        let pools: Vec<_> = query.allocation_pools().collect();
+        if pools.is_empty() {
+            let (caps, _) = query.get_owned();
+            let size = caps
+                .as_ref()
+                .and_then(|c| gst_video::VideoInfo::from_caps(c).ok())
+                .map_or(0, |info| info.size() as u32);
+            query.add_allocation_pool(None::<&gst::BufferPool>, size, held, 0);
+        } else {
+            for (i, (pool, size, min, max)) in pools.into_iter().enumerate() {
+                let max = if max == 0 { 0 } else { max.max(min + held) };
+                query.set_nth_allocation_pool(i as u32, pool.as_ref(), size, min + held, max);
+            }
+        }
+        Ok(())
     }
 
     fn set_caps(&self, incaps: &gst::Caps, _outcaps: &gst::Caps) -> Result<(), gst::LoggableError> {
@@ -300,6 +339,11 @@ impl BaseTransformImpl for RetinaFaceDetect {
     }
 
     fn sink_event(&self, event: gst::Event) -> bool {
+        // Held frames (frames-in-flight) go before anything that follows them in the stream;
+        // a flush drops them (reset below).
+        if event.is_serialized() && event.type_() != gst::EventType::FlushStop {
+            self.drain();
+        }
         if crate::starts_over(&event)
             && let Some(state) = self.state.lock().unwrap().as_mut()
         {
@@ -314,7 +358,48 @@ impl BaseTransformImpl for RetinaFaceDetect {
         self.parent_sink_event(event)
     }
 
-    fn transform_ip(&self, buf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
+    fn generate_output(
+        &self,
+    ) -> Result<gst_base::subclass::base_transform::GenerateOutputSuccess, gst::FlowError> {
+        use gst_base::subclass::base_transform::GenerateOutputSuccess;
+        // Called after each input buffer (queued by the default submit_input_buffer, which also
+        // does QoS), then again as long as it returns a buffer.
+        let limit = {
+            let settings = self.settings.lock().unwrap();
+            if settings.async_ {
+                1
+            } else {
+                settings.frames_in_flight.max(1) as usize
+            }
+        };
+        if let Some(buf) = self.take_queued_buffer() {
+            let job = self.begin_frame(&buf)?;
+            let mut guard = self.state.lock().unwrap();
+            let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
+            state.held.push_back((buf, job));
+        }
+        let next = {
+            let mut guard = self.state.lock().unwrap();
+            let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
+            if state.held.len() >= limit {
+                state.held.pop_front()
+            } else {
+                None
+            }
+        };
+        let Some((mut buf, job)) = next else {
+            return Ok(GenerateOutputSuccess::NoOutput);
+        };
+        self.finish_frame(buf.make_mut(), job)?;
+        Ok(GenerateOutputSuccess::Buffer(buf))
+    }
+}
+
+impl RetinaFaceDetect {
+    /// What a frame needs when it comes: in sync mode its inference is handed to the model (and
+    /// waited for when it leaves); in async mode a result that came back is applied, and the
+    /// frame is handed over if the model is free.
+    fn begin_frame(&self, buf: &gst::BufferRef) -> Result<Job, gst::FlowError> {
         // Only what a frame needs: cloning all settings would copy the model path every frame.
         let settings::FrameSettings {
             mut params,
@@ -323,6 +408,7 @@ impl BaseTransformImpl for RetinaFaceDetect {
             client: options,
             model_serial,
             async_,
+            frames_in_flight,
             roi_type,
             refresh_interval,
         } = self.settings.lock().unwrap().for_frame();
@@ -331,33 +417,34 @@ impl BaseTransformImpl for RetinaFaceDetect {
         state.detector.set_options(options);
         self.follow_model(state, model_serial);
         let (info, layout) = state.info.clone().ok_or(gst::FlowError::NotNegotiated)?;
-        let detect_failed = |e: retinaface::detector::DetectorError| {
-            gst::element_imp_error!(
-                self,
-                gst::StreamError::Failed,
-                ("face detection failed: {e}")
-            );
-            gst::FlowError::Error
-        };
         if !async_ {
             // Switched to sync: what is in flight would come late.
             state.pending = None;
+        } else if self.latency.clear() {
+            self.post_latency();
         }
-        // Whether the latency this element reports changed (told to the pipeline below).
-        let mut latency_changed = async_ && self.latency.clear();
         let this = FrameStamp {
             index: state.frames,
             pts: buf.pts(),
         };
-        // Whether this buffer is the first to carry its result (async: faces of an earlier
-        // frame that came back since the last buffer; otherwise this frame's own).
-        let mut arrived = false;
+        let mut job = Job {
+            stamp: this,
+            outcome: Outcome::Carried,
+            analysed: false,
+            arrived: false,
+            params: DetectParams::default(),
+            post_messages,
+            timed: !async_ && frames_in_flight > 1,
+            since: std::time::Instant::now(),
+        };
         if let Some((pending, _, _)) = state.pending.as_mut()
             && let Some(result) = state.detector.try_collect(pending, &params)
         {
+            // Async: faces of an earlier frame that came back since the last buffer.
             let (_, from, partial) = state.pending.take().expect("collected");
-            state.set_result(result.map_err(detect_failed)?, from, partial.as_deref());
-            arrived = true;
+            let faces = result.map_err(|e| self.detect_failed(e))?;
+            state.set_result(faces, from, partial.as_deref());
+            job.arrived = true;
         }
         let mut run_model = state.frames % interval.max(1) as u64 == 0;
         state.frames += 1;
@@ -365,8 +452,6 @@ impl BaseTransformImpl for RetinaFaceDetect {
             // The model is busy with an earlier frame: this one is not analysed.
             run_model = false;
         }
-        // Whether the faces attached were found on this very frame.
-        let mut analysed = false;
         if run_model {
             self.check_regions(state, &params.regions, info.width(), info.height());
         }
@@ -388,9 +473,7 @@ impl BaseTransformImpl for RetinaFaceDetect {
                 if !gating {
                     // Only the regions are looked at, and there are none: no faces, and
                     // nothing carried into this frame.
-                    state.set_result(Vec::new(), this, None);
-                    analysed = true;
-                    arrived = true;
+                    job.outcome = Outcome::Empty;
                 }
                 // Motion gating: nothing moved, so the faces found before are still where
                 // they were (carried, not a new result) until the next whole-frame look.
@@ -400,7 +483,7 @@ impl BaseTransformImpl for RetinaFaceDetect {
         }
         if run_model {
             let frame =
-                gst_video::VideoFrameRef::from_buffer_ref_readable(&*buf, &info).map_err(|_| {
+                gst_video::VideoFrameRef::from_buffer_ref_readable(buf, &info).map_err(|_| {
                     gst::element_imp_error!(
                         self,
                         gst::StreamError::Format,
@@ -413,17 +496,18 @@ impl BaseTransformImpl for RetinaFaceDetect {
                     gst::FlowError::Error
                 })?;
             videoformat::with_core_frame(&frame, layout, |core_frame| {
+                // The frame is copied into slots here, so the buffer is never needed again
+                // by the model.
                 if async_ {
-                    // The frame is copied into slots here, so the buffer is never held.
                     let submitted = state.detector.try_submit(core_frame, &params);
-                    if let Some(mut pending) = submitted.map_err(detect_failed)? {
+                    if let Some(mut pending) = submitted.map_err(|e| self.detect_failed(e))? {
                         match state.detector.try_collect(&mut pending, &params) {
                             // Its own faces came back in time (e.g. nothing to look at).
                             Some(result) => {
-                                let faces = result.map_err(detect_failed)?;
+                                let faces = result.map_err(|e| self.detect_failed(e))?;
                                 state.set_result(faces, this, partial.as_deref());
-                                analysed = true;
-                                arrived = true;
+                                job.analysed = true;
+                                job.arrived = true;
                             }
                             None => state.pending = Some((pending, this, partial.clone())),
                         }
@@ -432,24 +516,59 @@ impl BaseTransformImpl for RetinaFaceDetect {
                         }
                     }
                 } else {
-                    let started = std::time::Instant::now();
-                    let faces = state
+                    let pending = state
                         .detector
-                        .detect(core_frame, &params)
-                        .map_err(detect_failed)?;
-                    latency_changed |= self.latency.record(started.elapsed());
-                    state.set_result(faces, this, partial.as_deref());
+                        .submit(core_frame, &params)
+                        .map_err(|e| self.detect_failed(e))?;
                     if partial.is_none() {
                         state.since_full = 0;
                     }
-                    analysed = true;
-                    arrived = true;
+                    job.timed = true;
+                    job.outcome = Outcome::Submitted {
+                        pending,
+                        partial: partial.take(),
+                    };
                 }
                 Ok::<(), gst::FlowError>(())
             })?;
         }
+        job.params = params;
+        Ok(job)
+    }
+
+    /// What a frame gets when it leaves, in arrival order: its own faces collected (waiting for
+    /// the model if need be) or the faces carried, attached with where they come from.
+    fn finish_frame(&self, buf: &mut gst::BufferRef, job: Job) -> Result<(), gst::FlowError> {
+        let Job {
+            stamp: this,
+            outcome,
+            mut analysed,
+            mut arrived,
+            params,
+            post_messages,
+            timed,
+            since,
+        } = job;
+        let mut guard = self.state.lock().unwrap();
+        let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
+        let (info, _) = state.info.clone().ok_or(gst::FlowError::NotNegotiated)?;
+        match outcome {
+            Outcome::Carried => {}
+            Outcome::Empty => {
+                state.set_result(Vec::new(), this, None);
+                (analysed, arrived) = (true, true);
+            }
+            Outcome::Submitted { pending, partial } => {
+                let faces = state
+                    .detector
+                    .collect(pending, &params)
+                    .map_err(|e| self.detect_failed(e))?;
+                state.set_result(faces, this, partial.as_deref());
+                (analysed, arrived) = (true, true);
+            }
+        }
         let faces = state.last_faces.clone();
-        let since: Vec<u64> = state.last_found.iter().map(|&f| this.index - f).collect();
+        let since_found: Vec<u64> = state.last_found.iter().map(|&f| this.index - f).collect();
         let provenance = facemeta::Provenance {
             analysed,
             new_result: arrived,
@@ -457,30 +576,75 @@ impl BaseTransformImpl for RetinaFaceDetect {
             result_age: state.last_detected.map(|d| this.index - d.index),
         };
         drop(guard);
-        if latency_changed {
-            gst::debug!(
-                CAT,
-                imp = self,
-                "latency now {:?}",
-                self.latency.published()
-            );
-            let _ = self
-                .obj()
-                .post_message(gst::message::Latency::builder().src(&*self.obj()).build());
+        // How long the buffer stayed here (its inference, and with frames in flight the later
+        // frames it waited behind): what a live pipeline must allow for.
+        if timed && self.latency.record(since.elapsed()) {
+            self.post_latency();
         }
         // The provenance tells consumers (the tracker) whether these faces are a new result and
-        // which frame they were found on. No latency is reported for the model: in sync mode
-        // the frame's own processing is not latency a live source must compensate, and in
-        // async mode a buffer only waits for the hand-over (a copy into slots).
-        facemeta::attach_found(buf, &faces, &since, provenance, info.width(), info.height());
+        // which frame they were found on.
+        facemeta::attach_found(
+            buf,
+            &faces,
+            &since_found,
+            provenance,
+            info.width(),
+            info.height(),
+        );
         if post_messages && arrived {
             self.post_faces(buf, &faces, provenance);
         }
-        Ok(gst::FlowSuccess::Ok)
+        Ok(())
     }
-}
 
-impl RetinaFaceDetect {
+    /// Finishes every held frame and sends them on, in order: before an event or query that
+    /// must not overtake them (EOS, caps, segment, gap, drain).
+    fn drain(&self) {
+        loop {
+            let next = self
+                .state
+                .lock()
+                .unwrap()
+                .as_mut()
+                .and_then(|s| s.held.pop_front());
+            let Some((mut buf, job)) = next else {
+                return;
+            };
+            if self.finish_frame(buf.make_mut(), job).is_err() {
+                // The error was posted; what is left is dropped with the state.
+                return;
+            }
+            if let Err(e) = self.obj().src_pad().push(buf) {
+                gst::debug!(CAT, imp = self, "drained buffer not taken: {e:?}");
+                if let Some(state) = self.state.lock().unwrap().as_mut() {
+                    state.held.clear();
+                }
+                return;
+            }
+        }
+    }
+
+    fn detect_failed(&self, e: retinaface::detector::DetectorError) -> gst::FlowError {
+        gst::element_imp_error!(
+            self,
+            gst::StreamError::Failed,
+            ("face detection failed: {e}")
+        );
+        gst::FlowError::Error
+    }
+
+    fn post_latency(&self) {
+        gst::debug!(
+            CAT,
+            imp = self,
+            "latency now {:?}",
+            self.latency.published()
+        );
+        let _ = self
+            .obj()
+            .post_message(gst::message::Latency::builder().src(&*self.obj()).build());
+    }
+
     /// Between two frames: starts loading a `model` set while running, and moves to it once
     /// loaded. A model that does not load is reported and the old one stays (also as the
     /// property's value).

@@ -10,6 +10,7 @@
 use gst::prelude::*;
 
 mod imp;
+mod job;
 mod latency;
 mod roi;
 mod settings;

@@ -29,6 +29,9 @@ const TILE_SCALE_RANGE: (f32, f32) = (0.25, 4.0);
 /// Largest `batch-timeout` in µs: waiting longer for other streams than a second stalls every
 /// stream sharing the batch more than batching could ever win back.
 const MAX_BATCH_TIMEOUT_US: u64 = 1_000_000;
+/// Largest `frames-in-flight`: each held frame is a decoded buffer kept from its pool (a 1080p
+/// I420 frame is 3 MiB) and a frame's worth of latency; past a few, the model is busy anyway.
+const MAX_FRAMES_IN_FLIGHT: u32 = 16;
 
 #[derive(Debug, Clone)]
 pub(super) struct Settings {
@@ -47,6 +50,8 @@ pub(super) struct Settings {
     pub interval: u32,
     pub post_messages: bool,
     pub async_: bool,
+    /// Sync mode: frames handed to the model before the oldest leaves (1 = wait for each).
+    pub frames_in_flight: u32,
     pub shared: bool,
     /// roi_type of upstream ROI metas to look inside (empty = ignore them).
     pub roi_type: String,
@@ -72,6 +77,7 @@ impl Default for Settings {
             interval: 1,
             post_messages: false,
             async_: false,
+            frames_in_flight: 1,
             shared: true,
             roi_type: String::new(),
             refresh_interval: 0,
@@ -87,6 +93,7 @@ pub(super) struct FrameSettings {
     pub client: ClientOptions,
     pub model_serial: u64,
     pub async_: bool,
+    pub frames_in_flight: u32,
     /// `roi-type`, when set.
     pub roi_type: Option<String>,
     pub refresh_interval: u32,
@@ -101,6 +108,7 @@ impl Settings {
             client: self.client,
             model_serial: self.model_serial,
             async_: self.async_,
+            frames_in_flight: self.frames_in_flight,
             roi_type: (!self.roi_type.is_empty()).then(|| self.roi_type.clone()),
             refresh_interval: self.refresh_interval,
         }
@@ -146,6 +154,7 @@ impl Settings {
             "interval" => self.interval = value.get().unwrap(),
             "post-messages" => self.post_messages = value.get().unwrap(),
             "async" => self.async_ = value.get().unwrap(),
+            "frames-in-flight" => self.frames_in_flight = value.get().unwrap(),
             "shared" => self.shared = value.get().unwrap(),
             "roi-type" => self.roi_type = text(),
             "refresh-interval" => self.refresh_interval = value.get().unwrap(),
@@ -177,6 +186,7 @@ impl Settings {
             "interval" => self.interval.to_value(),
             "post-messages" => self.post_messages.to_value(),
             "async" => self.async_.to_value(),
+            "frames-in-flight" => self.frames_in_flight.to_value(),
             "shared" => self.shared.to_value(),
             "roi-type" => self.roi_type.to_value(),
             "refresh-interval" => self.refresh_interval.to_value(),
@@ -327,6 +337,14 @@ pub(super) fn properties() -> Vec<glib::ParamSpec> {
             .nick("Asynchronous")
             .blurb("Never wait for the model: a frame is handed over only if the model is free (else not analysed), and every buffer carries the latest finished faces, marked as not analysed on it. No latency is added")
             .default_value(d.async_)
+            .mutable_playing()
+            .build(),
+        glib::ParamSpecUInt::builder("frames-in-flight")
+            .nick("Frames in flight")
+            .blurb("Sync mode: how many frames of this stream are handed to the model before the oldest leaves with its faces (like DL Streamer's nireq). 1 = each frame waits for its own inference; more lets decoding and preprocessing of the next frames overlap the model, for throughput, at the cost of holding that many buffers and of that much latency (reported). Faces are the same as with 1; ignored with async=true")
+            .minimum(1)
+            .maximum(MAX_FRAMES_IN_FLIGHT)
+            .default_value(d.frames_in_flight)
             .mutable_playing()
             .build(),
         glib::ParamSpecBoolean::builder("shared")
