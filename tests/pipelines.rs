@@ -138,6 +138,48 @@ fn privacy_recorder_writes_playable_segments() {
 }
 
 #[test]
+fn nvr_script_writes_faces_per_camera_and_blurred_recordings_in_one_process() {
+    let dir = scratch("nvr");
+    let cameras = [media("single_face.mp4"), media("face_noface.mov")];
+    script(
+        "nvr.sh",
+        &["--record", dir.to_str().unwrap(), &cameras[0], &cameras[1]],
+    );
+    for (i, camera) in cameras.iter().enumerate() {
+        let name = format!("cam{}", i + 1);
+        let lines = json_lines(&dir.join(format!("{name}.jsonl")));
+        let frames = decoded_frames(Path::new(camera));
+        assert_eq!(lines.len(), frames, "{name}: a line per frame of {camera}");
+        let with_faces: Vec<&serde_json::Value> = lines
+            .iter()
+            .filter(|l| !l["faces"].as_array().unwrap().is_empty())
+            .collect();
+        assert!(
+            with_faces.len() * 4 >= frames,
+            "{name}: faces on {} of {frames} frames",
+            with_faces.len()
+        );
+        assert!(
+            with_faces
+                .iter()
+                .any(|l| l["faces"][0]["id"].as_u64().is_some_and(|id| id > 0)),
+            "{name}: faces are tracked"
+        );
+        // The recording holds every frame, with the faces blurred.
+        let playlist = std::fs::read_to_string(dir.join(&name).join("playlist.m3u8")).unwrap();
+        assert!(playlist.contains("#EXT-X-ENDLIST"), "{playlist}");
+        let segments: Vec<PathBuf> = playlist
+            .lines()
+            .filter(|l| l.ends_with(".ts"))
+            .map(|l| dir.join(&name).join(l))
+            .collect();
+        let recorded: usize = segments.iter().map(|s| decoded_frames(s)).sum();
+        assert_eq!(recorded, frames, "{name}: frames recorded");
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
 fn still_image_to_png_and_json() {
     let dir = scratch("png");
     let (png, json) = (dir.join("faces.png"), dir.join("faces.json"));
