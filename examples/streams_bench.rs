@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use gst::prelude::*;
 use gstretinaface::facemeta;
+use retinaface_testkit::process::{mib, status_kib};
 
 /// Longest one run may take before it is abandoned as hung.
 const DEADLINE: Duration = Duration::from_secs(900);
@@ -27,19 +28,6 @@ fn expand(branch: &str, i: usize) -> String {
     branch
         .replace("{i}", &i.to_string())
         .replace("{p}", &(1 + i % 6).to_string())
-}
-
-fn status_kib(key: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(key))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
-fn mib(kib: u64) -> f64 {
-    kib as f64 / 1024.0
 }
 
 #[derive(Default)]

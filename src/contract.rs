@@ -329,7 +329,7 @@ impl ModelContract {
     }
 }
 
-fn bad(key: &str, value: &str, expected: &str) -> ContractError {
+pub(crate) fn bad(key: &str, value: &str, expected: &str) -> ContractError {
     ContractError(format!(
         "model metadata {key}='{value}' is not valid: expected {expected}"
     ))
@@ -341,7 +341,7 @@ fn floats(s: &str) -> Option<Vec<f32>> {
         .collect()
 }
 
-fn three_floats(s: &str) -> Option<[f32; 3]> {
+pub(crate) fn three_floats(s: &str) -> Option<[f32; 3]> {
     floats(s)?.try_into().ok()
 }
 

@@ -18,15 +18,15 @@ use std::time::Duration;
 use crate::contract::{ContractError, ModelContract};
 use crate::decode::Face;
 use crate::engine::{
-    Backend, Client, ClientOptions, Done, EngineError, EngineKey, LoadError, Loader, ModelInfo,
-    OrtBackend, Registry, Tensor, Ticket,
+    Client, ClientOptions, Done, EngineError, EngineKey, LoadError, Loader, ModelInfo, Registry,
+    Tensor, Ticket, open_backend,
 };
 use crate::postprocess::{FinishParams, Limits, Placement, candidates, finish, reduce};
 pub use crate::postprocess::{MAX_FACES, PRE_NMS_TOP_K};
 use crate::preprocess::{Frame, FrameError, InputGeometry, Preprocessor, ScaleFilter};
 use crate::priors::{self, Prior};
 use crate::runtime::{RuntimeError, SessionConfig};
-use crate::tiling::{self, PassScale, Rect, Tiling};
+use crate::tiling::{self, PassScale, Rect, RegionScale, Tiling};
 
 /// Slots of one frame per model run at least (when the model's batch dimension is dynamic):
 /// tiles of one frame share a run (fewer, larger matrix products), but the run's working memory
@@ -60,6 +60,8 @@ pub struct DetectParams {
     /// Regions of interest in frame pixels; empty = the whole frame. Parts outside the frame
     /// are ignored ([`tiling::clip_regions`] says which).
     pub regions: Vec<Rect>,
+    /// How `regions` are scaled: each to `inference_size`, or as the whole frame sees them.
+    pub region_scale: RegionScale,
 }
 
 impl Default for DetectParams {
@@ -74,6 +76,7 @@ impl Default for DetectParams {
             tiling: Tiling::default(),
             tile_scale: 1.0,
             regions: Vec::new(),
+            region_scale: RegionScale::Fit,
         }
     }
 }
@@ -366,7 +369,11 @@ impl Detector {
             // Every region lies outside the frame: nothing to look at.
             return Ok((Vec::new(), Vec::new()));
         }
-        let passes = tiling::plan(
+        let plan = match params.region_scale {
+            RegionScale::Fit => tiling::plan,
+            RegionScale::WholeFrame => tiling::plan_like_whole_frame,
+        };
+        let passes = plan(
             frame.width,
             frame.height,
             &regions,
@@ -509,16 +516,17 @@ fn finish_params(params: &DetectParams) -> FinishParams {
     }
 }
 
-/// ONNX Runtime backends of models that fit the RetinaFace contract: one that does not fails
+/// Backends (ONNX Runtime, or libtorch where the session options ask:
+/// [`open_backend`]) of models that fit the RetinaFace contract: one that does not fails
 /// its load ([`LoadError::Unfit`]), so it never becomes an engine, and a swap to it leaves the
 /// stream on its old model.
 fn retinaface_loader(ort_dirs: Vec<PathBuf>) -> Arc<Loader> {
     Arc::new(move |key: &EngineKey| {
-        let backend = OrtBackend::open(key, &ort_dirs)?;
+        let backend = open_backend(key, &ort_dirs)?;
         ModelContract::of_model(backend.model()).map_err(|e| LoadError::Unfit {
             contract: CONTRACT,
             reason: e.0,
         })?;
-        Ok(Box::new(backend) as Box<dyn Backend>)
+        Ok(backend)
     })
 }

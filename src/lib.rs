@@ -21,19 +21,34 @@
 //!   across streams, async hand-over, live model swap, the ONNX Runtime backend.
 //! - [`motion`]: where something moves in a frame (regions for a motion-gated detector).
 //! - [`track`]: faces across frames: Kalman motion, ByteTrack-style association, stable IDs.
+//! - [`align`]: five landmarks → similarity transform onto the ArcFace template, and the warp of
+//!   a face from any pixel format into an embedding model's input.
+//! - [`embedding`]: face embeddings through the engine (contract from ONNX metadata, L2-normalised,
+//!   cosine).
+//! - [`library`]: the face library (a folder per person), its content-keyed cache, matching, and
+//!   crops of unknown faces.
+//! - [`quality`]: how good one picture of a face is (best shot).
+//! - [`events`]: new / update / end events per track, and their JSON messages.
+//! - [`publish`]: the bounded outbox between a streaming thread and a publisher thread.
 
+pub mod align;
 pub mod contract;
 pub mod decode;
 pub mod detector;
+pub mod embedding;
 pub mod engine;
+pub mod events;
 pub mod facerecord;
 pub mod geometry;
+pub mod library;
 pub mod motion;
 pub mod nms;
 pub mod pixfmt;
 pub mod postprocess;
 pub mod preprocess;
 pub mod priors;
+pub mod publish;
+pub mod quality;
 pub mod runtime;
 pub mod tiling;
 pub mod track;

@@ -25,6 +25,19 @@ pub enum ExecutionProvider {
     TensorRt,
 }
 
+/// Which runtime runs the model. A setting of its own, beside [`ExecutionProvider`] (the
+/// device), rather than one more provider: libtorch runs on the CPU as well as on CUDA (the parity
+/// tests and the benchmark's dry run need it on the CPU), and ONNX Runtime's providers stay as
+/// they are. `Torch` needs the crate feature `torch`; without it a load says how to rebuild.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum BackendKind {
+    #[default]
+    OnnxRuntime,
+    /// A TorchScript export of the model run by libtorch (`src/engine/torch.rs`): on CUDA
+    /// `device_id` when the provider is CUDA or TensorRT, else on the CPU.
+    Torch,
+}
+
 /// Options for [`load_session`]. `Eq` + `Hash` because they are part of the key of a shared
 /// engine: sessions opened with other options are not shared.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
@@ -40,6 +53,11 @@ pub struct SessionConfig {
     /// same model, GPU and options loads the engine instead of building it again (minutes).
     /// `None`: every start builds.
     pub tensorrt_cache: Option<PathBuf>,
+    /// Which runtime runs the model; ONNX Runtime unless asked otherwise.
+    pub backend: BackendKind,
+    /// libtorch on CUDA: run the model in half precision (inputs and weights cast on the GPU;
+    /// outputs come back as f32). Ignored, with a warning, on the CPU.
+    pub torch_fp16: bool,
 }
 
 /// Why a session could not be made; the text says what to do.

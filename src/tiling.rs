@@ -226,6 +226,55 @@ pub fn plan(
     passes
 }
 
+/// How the regions of interest are scaled (the whole frame is always scaled to `inference-size`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RegionScale {
+    /// Each region on its own: its long side becomes `inference-size` (small regions are
+    /// zoomed into, at the cost of a whole-frame input each).
+    #[default]
+    Fit,
+    /// At the scale the whole frame's plan sees that area (the frame's `inference-size` scale,
+    /// or the tile scale when the frame is tiled), never above `Fit`'s: the model sees the
+    /// region's pixels as it would in the whole frame, at a cost in proportion to its area. For
+    /// motion gating, where the regions stand in for the whole frame.
+    WholeFrame,
+}
+
+/// [`plan`] with each region that is one pass (no tiles of its own) seen at the scale
+/// [`RegionScale::WholeFrame`] says.
+pub fn plan_like_whole_frame(
+    width: usize,
+    height: usize,
+    regions: &[Rect],
+    inference_size: usize,
+    tiling: Tiling,
+    tile_scale: f32,
+) -> Vec<Pass> {
+    let mut passes = plan(width, height, regions, inference_size, tiling, tile_scale);
+    if regions.is_empty() || inference_size == 0 {
+        // The whole frame, or native scale: already what the whole frame gets.
+        return passes;
+    }
+    let tile = (inference_size as f32 / tile_scale).floor() as usize;
+    let frame_tiled = tiling == Tiling::Auto
+        && tile_scale.is_finite()
+        && tile_scale > 0.0
+        && (width > tile || height > tile);
+    let frame_scale = if frame_tiled {
+        tile_scale
+    } else {
+        inference_size as f32 / width.max(height) as f32
+    };
+    // Never above what `Fit` gives: a region is no longer than the frame, and a region one pass
+    // covers in a tiled frame is no longer than a tile.
+    for pass in &mut passes {
+        if pass.keep == Keep::ALL && matches!(pass.scale, PassScale::Fit(_)) {
+            pass.scale = PassScale::Factor(frame_scale);
+        }
+    }
+    passes
+}
+
 /// Tile starts and the common tile length covering `len` pixels from `start`: the fewest tiles
 /// of at most `tile` pixels whose neighbours share at least `overlap`, shrunk to equal lengths
 /// and spread evenly (the last one ends at the region's end).
@@ -351,6 +400,33 @@ mod tests {
                 assert!(inside, "axis {pos}: face at {a} is cut by every tile");
             }
         }
+    }
+
+    #[test]
+    fn regions_like_the_whole_frame_are_seen_at_the_frames_scale() {
+        let r = [Rect::new(100, 100, 150, 120), Rect::new(0, 0, 1920, 1080)];
+        // 1080p at 640: the frame is seen at 1/3; so is a small region (its Fit would be 4.27).
+        let off = plan_like_whole_frame(1920, 1080, &r, 640, Tiling::Off, 1.0);
+        assert_eq!(off[0].scale, PassScale::Factor(1.0 / 3.0));
+        assert_eq!(off[0].crop, r[0]);
+        assert_eq!(off[1].scale, PassScale::Factor(1.0 / 3.0));
+        // A 640×360 sub-stream is seen at its own pixels, and so are its regions.
+        let sub = plan_like_whole_frame(640, 360, &r[..1], 640, Tiling::Off, 1.0);
+        assert_eq!(sub[0].scale, PassScale::Factor(1.0));
+        // A tiled frame sees small faces at the tile scale: so does a region one tile holds.
+        let auto = plan_like_whole_frame(1920, 1080, &r[..1], 640, Tiling::Auto, 2.0);
+        assert_eq!(
+            auto,
+            vec![Pass {
+                scale: PassScale::Factor(2.0),
+                ..plan(1920, 1080, &r[..1], 640, Tiling::Auto, 2.0)[0]
+            }]
+        );
+        // No regions: the plan of the whole frame, unchanged.
+        assert_eq!(
+            plan_like_whole_frame(1920, 1080, &[], 640, Tiling::Auto, 1.0),
+            plan(1920, 1080, &[], 640, Tiling::Auto, 1.0)
+        );
     }
 
     #[test]

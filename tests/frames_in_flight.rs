@@ -74,7 +74,8 @@ fn frames_in_flight_give_every_frame_the_faces_it_gets_when_each_frame_waits() {
         "retinafacedetect frames-in-flight={n}",
         "retinafacedetect interval=3 frames-in-flight={n} ! retinafacetrack",
         "retinafacedetect tiling=auto inference-size=320 frames-in-flight={n}",
-        "retinafacemotion ! retinafacedetect roi-type=motion refresh-interval=8 frames-in-flight={n} ! retinafacetrack",
+        // Named: the refresh phase follows the name (staggered across cameras).
+        "retinafacemotion ! retinafacedetect name=d roi-type=motion refresh-interval=8 frames-in-flight={n} ! retinafacetrack",
     ] {
         let one = run(&scene, &sprites, &chain.replace("{n}", "1"));
         let with_faces = one.iter().filter(|(_, f, _)| !f.is_empty()).count();

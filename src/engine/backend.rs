@@ -39,6 +39,24 @@ pub(super) fn same_shapes(a: &[Tensor], b: &[Tensor]) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.shape == y.shape)
 }
 
+/// Checks a batch before a backend runs it: every request of `batch` gives `inputs` tensors, of
+/// the same shapes as the other requests'. `Ok(false)`: the batch is empty (nothing to run).
+pub(super) fn check_batch(batch: &[&[Tensor]], inputs: usize) -> Result<bool, String> {
+    let Some(first) = batch.first() else {
+        return Ok(false);
+    };
+    if batch.iter().any(|r| !same_shapes(r, first)) {
+        return Err("inputs of one batch differ in shape".into());
+    }
+    if first.len() != inputs {
+        return Err(format!(
+            "{} input tensor(s) for a model of {inputs} input(s)",
+            first.len()
+        ));
+    }
+    Ok(true)
+}
+
 /// Shape and element type of one model tensor as the backend reports it (`-1` = dynamic).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TensorInfo {

@@ -36,8 +36,12 @@
 //! - `backend.rs`: what an engine runs ([`Backend`]), what it says about its model
 //!   ([`ModelInfo`]), and how a backend is made for a key ([`Loader`], failing with a typed
 //!   [`LoadError`]).
-//! - `ort.rs`: the ONNX Runtime backend ([`OrtBackend`]). Tests use fakes; a libtorch backend
-//!   would be a sibling of it.
+//! - `ort.rs`: the ONNX Runtime backend ([`OrtBackend`]). Tests use fakes.
+//! - `torch.rs` (feature `torch`): the libtorch backend (`TorchBackend`), a TorchScript export
+//!   with its side file (`side_file.rs`: [`TorchScriptSideFile`], written by the trainer);
+//!   `select.rs`: [`open_backend`], the backend a key's [`SessionConfig::backend`] asks for.
+//!
+//! [`SessionConfig::backend`]: crate::runtime::SessionConfig::backend
 
 mod backend;
 mod client;
@@ -46,7 +50,11 @@ mod key;
 // Not `use`d by that name here: `ort` alone would also name the ONNX Runtime crate.
 mod ort;
 mod registry;
+mod select;
+mod side_file;
 mod ticket;
+#[cfg(feature = "torch")]
+mod torch;
 mod worker;
 
 #[cfg(test)]
@@ -58,5 +66,9 @@ pub use client::Client;
 pub use error::EngineError;
 pub use key::EngineKey;
 pub use registry::Registry;
+pub use select::open_backend;
+pub use side_file::{SideTensor, TORCHSCRIPT_FORMAT, TorchScriptSideFile, torchscript_paths};
 pub use ticket::{Done, Ticket};
+#[cfg(feature = "torch")]
+pub use torch::{TORCH_MAX_BATCH, TorchBackend};
 pub use worker::{ClientOptions, Engine, EngineStats};

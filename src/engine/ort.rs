@@ -7,7 +7,7 @@ use std::sync::Arc;
 use ort::session::{Session, SessionInputValue};
 use ort::value::{Outlet, TensorElementType, TensorRef};
 
-use super::backend::{Backend, LoadError, Loader, ModelInfo, Tensor, TensorInfo, same_shapes};
+use super::backend::{Backend, LoadError, Loader, ModelInfo, Tensor, TensorInfo, check_batch};
 use super::key::EngineKey;
 use crate::runtime::{self, RuntimeError};
 
@@ -164,18 +164,8 @@ fn describe(outlets: &[Outlet]) -> Vec<TensorInfo> {
 
 impl Backend for OrtBackend {
     fn run(&mut self, batch: &[&[Tensor]]) -> Result<Vec<Vec<Tensor>>, String> {
-        let Some(first) = batch.first() else {
+        if !check_batch(batch, self.model.inputs.len())? {
             return Ok(Vec::new());
-        };
-        if batch.iter().any(|r| !same_shapes(r, first)) {
-            return Err("inputs of one batch differ in shape".into());
-        }
-        if first.len() != self.model.inputs.len() {
-            return Err(format!(
-                "{} input tensor(s) for a model of {} input(s)",
-                first.len(),
-                self.model.inputs.len()
-            ));
         }
         if self.batches {
             self.run_batch(batch)

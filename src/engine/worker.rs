@@ -42,6 +42,9 @@ pub struct EngineStats {
     pub requests: u64,
     /// Largest batch run.
     pub largest_batch: u64,
+    /// Time the backend spent running: against wall time, how busy the engine's one worker
+    /// is (requests of all its clients run one batch at a time).
+    pub busy: Duration,
 }
 
 /// A mutex's guard even if a thread panicked while holding it: the engine's state stays
@@ -91,6 +94,7 @@ struct Shared {
     batches: AtomicU64,
     requests: AtomicU64,
     largest_batch: AtomicU64,
+    busy_ns: AtomicU64,
 }
 
 /// One loaded model with its request queue and worker thread. Shared through
@@ -159,6 +163,7 @@ impl Engine {
             batches: self.shared.batches.load(Ordering::SeqCst),
             requests: self.shared.requests.load(Ordering::SeqCst),
             largest_batch: self.shared.largest_batch.load(Ordering::SeqCst),
+            busy: Duration::from_nanos(self.shared.busy_ns.load(Ordering::SeqCst)),
         }
     }
 
@@ -249,6 +254,7 @@ fn work(shared: &Shared, mut backend: Box<dyn Backend>, max_batch: usize) {
     while let Some(batch) = next_batch(shared, max_batch) {
         let inputs: Vec<&[Tensor]> = batch.iter().map(|r| r.inputs.as_slice()).collect();
         // A backend that panics fails its batch, not the engine: the next batch runs.
+        let started = Instant::now();
         let outcome = match catch_unwind(AssertUnwindSafe(|| backend.run(&inputs))) {
             Ok(Ok(outputs)) if outputs.len() == batch.len() => Ok(outputs),
             Ok(Ok(outputs)) => Err(format!(
@@ -264,6 +270,9 @@ fn work(shared: &Shared, mut backend: Box<dyn Backend>, max_batch: usize) {
                 .map_or_else(|| "the model panicked".into(), |m| format!("panic: {m}"))),
         };
         drop(inputs);
+        shared
+            .busy_ns
+            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::SeqCst);
         let n = batch.len();
         shared.batches.fetch_add(1, Ordering::SeqCst);
         shared.requests.fetch_add(n as u64, Ordering::SeqCst);

@@ -9,10 +9,12 @@
 //! let faces = run.faces();
 //! ```
 
+pub mod broker;
 mod faces;
 mod first_sample;
 mod media;
 mod pipeline;
+pub mod process;
 mod seeker;
 pub mod track_eval;
 pub mod wall;

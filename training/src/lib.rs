@@ -17,6 +17,7 @@ pub mod loss;
 pub mod model;
 pub mod plot;
 pub mod sgd;
+pub mod torchscript;
 pub mod train;
 
 pub mod onnx {

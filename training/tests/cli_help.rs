@@ -3,8 +3,15 @@
 
 use std::process::Command;
 
-const SUBCOMMANDS: [&str; 7] = [
-    "train", "bench", "eval", "export", "describe", "import", "detect",
+const SUBCOMMANDS: [&str; 8] = [
+    "train",
+    "bench",
+    "eval",
+    "export",
+    "describe",
+    "import",
+    "detect",
+    "torchscript",
 ];
 
 /// One entry of a help text's `Options:` or `Arguments:` list.

@@ -7,6 +7,8 @@
 //! - `retinafacejson` writes the faces it finds on each buffer as JSON lines.
 //! - `retinafacemotion` attaches the regions of each frame that move (roi_type `motion`), for a
 //!   motion-gated detector.
+//! - `retinafacepublish` publishes new/update/end events per tracked face, with the best shot,
+//!   to an MQTT broker.
 //!
 //! The metadata schema lives in [`facemeta`]; every element reads and writes it through there.
 
@@ -18,6 +20,7 @@ pub mod facemeta;
 pub mod json;
 pub mod motion;
 pub mod overlay;
+pub mod publish;
 pub mod track;
 pub mod videoformat;
 
@@ -65,6 +68,7 @@ fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     json::register(plugin)?;
     motion::register(plugin)?;
     overlay::register(plugin)?;
+    publish::register(plugin)?;
     track::register(plugin)?;
     Ok(())
 }

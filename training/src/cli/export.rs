@@ -7,6 +7,7 @@ use tch::Device;
 
 use crate::onnx_io::export::export_onnx;
 use crate::onnx_io::load_any;
+use crate::torchscript::export_torchscript;
 
 #[derive(Args, Debug)]
 pub struct ExportArgs {
@@ -16,6 +17,10 @@ pub struct ExportArgs {
     /// Output .onnx file
     #[arg(long)]
     pub output: PathBuf,
+    /// Also write TorchScript (for backend=torch) beside the ONNX file: <output>.pt and its
+    /// contract <output>.pt.json
+    #[arg(long)]
+    pub torchscript: bool,
 }
 
 /// Runs `export`.
@@ -28,5 +33,13 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
         net.config.backbone.name(),
         args.output.display()
     );
+    if args.torchscript {
+        let (archive, side) = export_torchscript(&net, &args.output)?;
+        println!(
+            "and as TorchScript to {} (contract in {})",
+            archive.display(),
+            side.display()
+        );
+    }
     Ok(())
 }

@@ -8,6 +8,7 @@ pub mod detect;
 pub mod evaluate;
 pub mod export;
 pub mod import;
+pub mod torchscript;
 pub mod train;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
@@ -40,6 +41,9 @@ pub enum Command {
     Import(import::ImportArgs),
     /// Detect faces on images: writes `<name>.json` and an annotated `<name>.png` per image.
     Detect(detect::DetectArgs),
+    /// Write a model as TorchScript for retinafacedetect backend=torch (contract in <output>.json).
+    #[command(name = "torchscript")]
+    TorchScript(torchscript::TorchScriptArgs),
 }
 
 /// The command line, with the defaults of `train` and `bench` in their help.
@@ -61,5 +65,6 @@ pub fn main() -> anyhow::Result<()> {
         Command::Describe(args) => describe::run(args),
         Command::Import(args) => import::run(args),
         Command::Detect(args) => detect::run(args),
+        Command::TorchScript(args) => torchscript::run(args),
     }
 }

@@ -10,7 +10,7 @@ use gst_base::subclass::prelude::*;
 use retinaface::detector::Pending;
 use retinaface::engine::{EngineKey, Registry};
 use retinaface::geometry::corners_to_centre;
-use retinaface::tiling::{Rect, clip_regions};
+use retinaface::tiling::{Rect, RegionScale, clip_regions};
 use retinaface::{DetectParams, Detector, Face, PixelLayout, SessionConfig};
 
 use super::MESSAGE_NAME;
@@ -52,6 +52,9 @@ struct State {
     pending: Option<(Pending, FrameStamp, Option<Vec<Rect>>)>,
     /// Frames since the model last looked at the whole frame (motion gating's refresh).
     since_full: u64,
+    /// Where this element's refreshes (motion gating) fall against those of the other
+    /// detectors of the process; taken by the first whole-frame look.
+    stagger: Option<u64>,
     /// Regions and frame size last checked against each other, so each problem is reported once.
     regions_checked: Option<(Vec<Rect>, u32, u32)>,
     /// Frames begun and not yet sent on (`frames-in-flight`), oldest first.
@@ -73,6 +76,21 @@ impl State {
         // Only a flush gets here with frames held (other events drain them first): they were
         // flushed.
         self.held.clear();
+    }
+
+    /// The model looked at the whole frame: the next refresh is `refresh_interval` frames away,
+    /// except after the first look, where it is a share of that set by the element's name.
+    /// Cameras started together would otherwise all refresh on the same frames and queue a
+    /// whole-frame inference each at once on the shared engine, every time. (A name, not a
+    /// start order: the same pipeline gives the same results in every run.)
+    fn looked_at_whole(&mut self, refresh_interval: u32) {
+        self.since_full = match self.stagger.take() {
+            Some(place) if refresh_interval > 1 => {
+                let share = (place as f64 * 0.618_033_988_75).fract();
+                (share * refresh_interval as f64) as u64
+            }
+            _ => 0,
+        };
     }
 
     /// A new result, found on frame `at`. When the model looked only at `partial` regions
@@ -250,6 +268,7 @@ impl BaseTransformImpl for RetinaFaceDetect {
             last_detected: None,
             pending: None,
             since_full: u64::MAX,
+            stagger: Some(stagger_place(&self.obj().name())),
             regions_checked: None,
             held: VecDeque::new(),
         });
@@ -395,6 +414,14 @@ impl BaseTransformImpl for RetinaFaceDetect {
     }
 }
 
+/// A number from an element name (FNV-1a): auto-named elements (`retinafacedetect0`, `…1`, …)
+/// get different ones.
+fn stagger_place(name: &str) -> u64 {
+    name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    }) % 1_000_003
+}
+
 impl RetinaFaceDetect {
     /// What a frame needs when it comes: in sync mode its inference is handed to the model (and
     /// waited for when it leaves); in async mode a result that came back is applied, and the
@@ -479,6 +506,9 @@ impl RetinaFaceDetect {
                 // they were (carried, not a new result) until the next whole-frame look.
             } else if gating {
                 partial = Some(params.regions.clone());
+                // The regions stand in for the whole frame: seen as it would see them, at a
+                // cost in proportion to what moved (not a whole-frame input per region).
+                params.region_scale = RegionScale::WholeFrame;
             }
         }
         if run_model {
@@ -512,7 +542,7 @@ impl RetinaFaceDetect {
                             None => state.pending = Some((pending, this, partial.clone())),
                         }
                         if partial.is_none() {
-                            state.since_full = 0;
+                            state.looked_at_whole(refresh_interval);
                         }
                     }
                 } else {
@@ -521,7 +551,7 @@ impl RetinaFaceDetect {
                         .submit(core_frame, &params)
                         .map_err(|e| self.detect_failed(e))?;
                     if partial.is_none() {
-                        state.since_full = 0;
+                        state.looked_at_whole(refresh_interval);
                     }
                     job.timed = true;
                     job.outcome = Outcome::Submitted {

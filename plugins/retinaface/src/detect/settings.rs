@@ -7,6 +7,7 @@ use std::time::Duration;
 use gst::prelude::*;
 use retinaface::detector::MAX_FACES;
 use retinaface::engine::{ClientOptions, ORT_MAX_BATCH};
+use retinaface::runtime::BackendKind;
 use retinaface::tiling::{Rect, parse_regions};
 use retinaface::{DetectParams, SessionConfig};
 
@@ -14,6 +15,39 @@ use super::{
     ExecutionProvider, MESSAGE_NAME, ScalingMethod, Tiling, default_model_path,
     default_tensorrt_cache,
 };
+
+/// Which runtime runs the model (`backend`); the core's [`retinaface::runtime::BackendKind`].
+#[derive(Debug, Eq, PartialEq, Hash, Clone, Copy, Default, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstRetinaFaceBackend")]
+pub enum Backend {
+    #[default]
+    #[enum_value(name = "ONNX Runtime", nick = "onnxruntime")]
+    OnnxRuntime = 0,
+    #[enum_value(
+        name = "libtorch (TorchScript; plugin built with --features torch)",
+        nick = "torch"
+    )]
+    Torch = 1,
+}
+
+impl From<Backend> for BackendKind {
+    fn from(b: Backend) -> Self {
+        match b {
+            Backend::OnnxRuntime => Self::OnnxRuntime,
+            Backend::Torch => Self::Torch,
+        }
+    }
+}
+
+impl From<BackendKind> for Backend {
+    fn from(b: BackendKind) -> Self {
+        match b {
+            BackendKind::OnnxRuntime => Self::OnnxRuntime,
+            BackendKind::Torch => Self::Torch,
+        }
+    }
+}
 
 /// Largest `inference-size`: a 4K frame at native scale. Larger inputs cost gigabytes and seconds
 /// per frame on a CPU (README lists the figures); `inference-size=0` on larger frames remains
@@ -149,6 +183,8 @@ impl Settings {
             "tensorrt-cache-dir" => {
                 s.tensorrt_cache = Some(text()).filter(|t| !t.is_empty()).map(PathBuf::from)
             }
+            "backend" => s.backend = value.get::<Backend>().unwrap().into(),
+            "torch-fp16" => s.torch_fp16 = value.get().unwrap(),
             "batch-size" => c.batch_size = value.get::<u32>().unwrap() as usize,
             "batch-timeout" => c.batch_timeout = Duration::from_micros(value.get().unwrap()),
             "interval" => self.interval = value.get().unwrap(),
@@ -181,6 +217,8 @@ impl Settings {
             "device-id" => (s.device_id as u32).to_value(),
             "tensorrt-fp16" => s.tensorrt_fp16.to_value(),
             "tensorrt-cache-dir" => cache_text(s).to_value(),
+            "backend" => Backend::from(s.backend).to_value(),
+            "torch-fp16" => s.torch_fp16.to_value(),
             "batch-size" => (c.batch_size as u32).to_value(),
             "batch-timeout" => (c.batch_timeout.as_micros() as u64).to_value(),
             "interval" => self.interval.to_value(),
@@ -297,6 +335,17 @@ pub(super) fn properties() -> Vec<glib::ParamSpec> {
             .nick("TensorRT cache directory")
             .blurb("tensorrt: where built engines are kept, so that later starts with the same model, GPU and options skip the build (minutes); empty = build at every start")
             .default_value(Some(cache_text(&d.session).as_str()))
+            .mutable_ready()
+            .build(),
+        glib::ParamSpecEnum::builder_with_default("backend", Backend::from(d.session.backend))
+            .nick("Backend")
+            .blurb("Runtime that runs the model: onnxruntime, or torch (libtorch, a plugin built with --features torch; runs the TorchScript .pt beside the model's .onnx on the CPU, or on CUDA device-id with execution-provider=cuda)")
+            .mutable_ready()
+            .build(),
+        glib::ParamSpecBoolean::builder("torch-fp16")
+            .nick("Torch FP16")
+            .blurb("backend=torch on CUDA: run the model in half precision (a warning on the CPU, where it runs in FP32)")
+            .default_value(d.session.torch_fp16)
             .mutable_ready()
             .build(),
         glib::ParamSpecBoolean::builder("post-messages")
