@@ -260,7 +260,6 @@ fn camera(clip: &str, analysis: &str, measuring: &Arc<AtomicBool>, keep_faces: b
 struct Trial {
     n: usize,
     late_share: f64,
-    p99: Duration,
     cpu_cores: f64,
     /// Share of the time the shared engine's worker ran the model, and its runs per second.
     engine_busy: f64,
@@ -290,7 +289,7 @@ fn trial(clip: &str, analysis: &str, n: usize, window: Duration, keep_faces: boo
     let cameras: Vec<Camera> = (0..n)
         .map(|_| camera(clip, analysis, &measuring, keep_faces))
         .collect();
-    let clip_s = clip_seconds(clip);
+    let clip_s = clip_duration(clip).as_secs_f64();
     let span = (clip_s - (WARMUP + window).as_secs_f64() - 1.0).max(0.0);
     for (i, c) in cameras.iter().enumerate() {
         c.pipeline.set_state(gst::State::Paused).unwrap();
@@ -343,7 +342,6 @@ fn trial(clip: &str, analysis: &str, n: usize, window: Duration, keep_faces: boo
     Trial {
         n,
         late_share,
-        p99,
         cpu_cores,
         engine_busy,
         engine_runs,
@@ -380,13 +378,8 @@ fn watch(cameras: &[Camera], how_long: Duration) {
     }
 }
 
-fn clip_seconds(clip: &str) -> f64 {
-    let discoverer = gst_pbutils_duration(clip);
-    discoverer.as_secs_f64()
-}
-
 /// The clip's duration, from a paused pipeline.
-fn gst_pbutils_duration(clip: &str) -> Duration {
+fn clip_duration(clip: &str) -> Duration {
     let pipeline = gst::parse::launch(&format!("filesrc location={clip} ! qtdemux ! fakesink"))
         .unwrap()
         .downcast::<gst::Pipeline>()
@@ -581,7 +574,6 @@ fn search(clip: &str, idle: &str, window: Duration, max: usize, only: Option<&st
             found.total,
             found.id_changes,
         );
-        let _ = best.p99;
     }
     // The cost of a camera where nobody comes: decode alone, decode + motion, and the gated
     // pipeline, at the gated count.
