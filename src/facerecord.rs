@@ -22,6 +22,15 @@ pub struct FaceRecord {
     /// detector on an earlier frame. `None` when the producer does not say (or, in the
     /// trainer's `detect`, a still image).
     pub since_detection: Option<u64>,
+    /// Who it is (`retinafaceidentify`): the name of the face library's person it matched.
+    /// `None` when nobody matched or the face was not identified; [`Self::similarity`] tells
+    /// which.
+    pub name: Option<String>,
+    /// Cosine similarity of the face's embedding to the nearest person of the face library
+    /// (-1..1), whether or not it reached the threshold that names them: a similarity with no
+    /// name is an unknown face. `None` when the face was not identified (no identify element,
+    /// or the face was not embedded yet).
+    pub similarity: Option<f64>,
 }
 
 impl FaceRecord {
@@ -76,6 +85,8 @@ impl FaceRecord {
                 .map(|p| [p[0] as f64, p[1] as f64])
                 .collect(),
             since_detection,
+            name: None,
+            similarity: None,
         }
     }
 }
@@ -94,14 +105,14 @@ mod tests {
         let record = FaceRecord::from_face(&face, Some(7));
         assert_eq!(
             serde_json::to_string(&record).unwrap(),
-            r#"{"x":10.0,"y":20.0,"width":40.0,"height":50.0,"score":0.5,"id":7,"landmarks":[[1.0,2.0],[3.0,4.0],[5.0,6.0],[7.0,8.0],[9.0,10.0]],"since_detection":null}"#
+            r#"{"x":10.0,"y":20.0,"width":40.0,"height":50.0,"score":0.5,"id":7,"landmarks":[[1.0,2.0],[3.0,4.0],[5.0,6.0],[7.0,8.0],[9.0,10.0]],"since_detection":null,"name":null,"similarity":null}"#
         );
         assert_eq!(record.to_face(), face);
         let carried = FaceRecord::from_face_since(&face, Some(7), Some(3));
         assert!(
             serde_json::to_string(&carried)
                 .unwrap()
-                .ends_with(r#""since_detection":3}"#)
+                .contains(r#""since_detection":3,"#)
         );
         let anonymous = FaceRecord::from_face(&face, None);
         assert!(

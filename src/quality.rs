@@ -65,6 +65,25 @@ pub struct FaceBox {
     pub score: f32,
 }
 
+impl FaceBox {
+    /// A face as the elements read it from a buffer: landmarks only when all five are there, a
+    /// missing score counts as certain (the producer asserted a face).
+    pub fn of_record(f: &crate::FaceRecord) -> Self {
+        let landmarks = (f.landmarks.len() == 5).then(|| {
+            let mut l = [[0f32; 2]; 5];
+            for (d, s) in l.iter_mut().zip(&f.landmarks) {
+                *d = [s[0] as f32, s[1] as f32];
+            }
+            l
+        });
+        Self {
+            bbox: f.corners().map(|v| v as f32),
+            landmarks,
+            score: f.score.unwrap_or(1.0) as f32,
+        }
+    }
+}
+
 /// 8-bit luma samples; `data[y * stride + x]` is the pixel (x, y). The coordinates of a
 /// [`FaceBox`] are taken relative to this view's origin, so a view may be the whole frame or a
 /// crop of it with the box moved accordingly.

@@ -10,13 +10,13 @@
 //! The similarity figures are printed (`--nocapture`): README "Who is it" quotes them.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use gst::prelude::*;
 use retinaface::embedding::{Embedder, Embedding};
 use retinaface::engine::{ClientOptions, EngineKey, Registry};
 use retinaface::library::{CACHE_FILE, CROP_SIDE, Library, SkipReason, aligned_rgb, write_unknown};
 use retinaface::{DetectParams, Detector, Face, SessionConfig};
+use retinaface_testkit::clips::{frames, save_png};
 use retinaface_testkit::wall::{Rgb, decode};
 use retinaface_testkit::{media, model};
 
@@ -43,58 +43,6 @@ fn embedder_in(registry: &Registry) -> Embedder {
         &SessionConfig::default(),
     );
     Embedder::connect(registry, key, &[], ClientOptions::default()).expect("embedding model loads")
-}
-
-/// Up to `max` frames of a sample clip, `fps` per second, from `from_s` to `to_s` seconds.
-fn frames(name: &str, fps: u32, from_s: f64, to_s: f64, max: usize) -> Vec<Rgb> {
-    gst::init().unwrap();
-    let description = format!(
-        "filesrc location={} ! decodebin ! videoconvert ! videorate ! video/x-raw,format=RGB,framerate={fps}/1 ! appsink name=sink sync=false",
-        media(name)
-    );
-    let pipeline = gst::parse::launch(&description)
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
-    let sink = pipeline
-        .by_name("sink")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
-    pipeline.set_state(gst::State::Playing).unwrap();
-    let mut out = Vec::new();
-    while out.len() < max {
-        let Some(sample) = sink.try_pull_sample(gst::ClockTime::from_seconds(30)) else {
-            break; // end of stream (or a stall: the count check below fails then)
-        };
-        let buffer = sample.buffer().unwrap();
-        let t = buffer.pts().unwrap().seconds_f64();
-        if t < from_s {
-            continue;
-        }
-        if t > to_s {
-            break;
-        }
-        let info = gst_video::VideoInfo::from_caps(sample.caps().unwrap()).unwrap();
-        let map = buffer.map_readable().unwrap();
-        let (w, h, stride) = (
-            info.width() as usize,
-            info.height() as usize,
-            info.stride()[0] as usize,
-        );
-        let mut data = Vec::with_capacity(w * h * 3);
-        for row in 0..h {
-            data.extend_from_slice(&map[row * stride..][..w * 3]);
-        }
-        out.push(Rgb {
-            width: w,
-            height: h,
-            data,
-        });
-    }
-    pipeline.set_state(gst::State::Null).unwrap();
-    assert!(!out.is_empty(), "{name}: no frames");
-    out
 }
 
 /// `img` as a frame of its `planes` (from `img.frame()`).
@@ -229,61 +177,36 @@ fn one_person_across_clips_is_similar_and_different_people_are_not() {
     );
 }
 
-/// A temporary library folder, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
-
-fn save_png(img: &Rgb, path: &Path) {
-    fs::create_dir_all(path.parent().unwrap()).unwrap();
-    image::save_buffer(
-        path,
-        &img.data,
-        img.width as u32,
-        img.height as u32,
-        image::ExtendedColorType::Rgb8,
-    )
-    .unwrap();
+/// A temporary folder named after `name`, removed when dropped.
+fn temp_dir(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new().prefix(name).tempdir().unwrap()
 }
 
 #[test]
 fn a_library_from_one_clip_names_the_person_in_another_and_nobody_else() {
-    let lib = TempDir::new("rf-identify-library");
+    let lib = temp_dir("rf-identify-library");
     // The man from two frames of one clip, the woman from one frame of hers; a group photo and
     // a photo without faces that must be skipped by name.
     for (i, f) in frames("single_face.mp4", 1, 0.0, 10.0, 2)
         .iter()
         .enumerate()
     {
-        save_png(f, &lib.0.join(format!("Man/{i}.png")));
+        save_png(f, &lib.path().join(format!("Man/{i}.png")));
     }
     save_png(
         &frames("WolfgangLanger_Pexels.mp4", 1, 2.0, 30.0, 1)[0],
-        &lib.0.join("Woman/1.png"),
+        &lib.path().join("Woman/1.png"),
     );
-    fs::copy(media("sample1.jpg"), lib.0.join("Man/group.jpg")).unwrap();
-    fs::copy(media("test5.jpg"), lib.0.join("Woman/nobody.jpg")).unwrap();
-    fs::write(lib.0.join("Woman/broken.jpg"), b"not a jpeg").unwrap();
+    fs::copy(media("sample1.jpg"), lib.path().join("Man/group.jpg")).unwrap();
+    fs::copy(media("test5.jpg"), lib.path().join("Woman/nobody.jpg")).unwrap();
+    fs::write(lib.path().join("Woman/broken.jpg"), b"not a jpeg").unwrap();
 
     // Both models through one registry, as the elements share them.
     let registry = Registry::new();
     let emb = embedder_in(&registry);
     let mut det = detector();
     let (library, report) =
-        Library::load(&lib.0, &mut det, &DetectParams::default(), &emb).expect("library loads");
+        Library::load(lib.path(), &mut det, &DetectParams::default(), &emb).expect("library loads");
     let names: Vec<_> = library.people.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(names, ["Man", "Woman"]);
     assert_eq!(library.people[0].embeddings.len(), 2);
@@ -292,7 +215,12 @@ fn a_library_from_one_clip_names_the_person_in_another_and_nobody_else() {
         .skipped
         .iter()
         .map(|s| {
-            let file = s.path.strip_prefix(&lib.0).unwrap().display().to_string();
+            let file = s
+                .path
+                .strip_prefix(lib.path())
+                .unwrap()
+                .display()
+                .to_string();
             (file, &s.reason)
         })
         .collect();
@@ -317,7 +245,7 @@ fn a_library_from_one_clip_names_the_person_in_another_and_nobody_else() {
     assert_eq!(report.cache_error, None);
 
     // The cache: owner-only, and a second load computes nothing and gives the same library.
-    let cache = lib.0.join(CACHE_FILE);
+    let cache = lib.path().join(CACHE_FILE);
     {
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(
@@ -325,7 +253,8 @@ fn a_library_from_one_clip_names_the_person_in_another_and_nobody_else() {
             0o600
         );
     }
-    let (again, report) = Library::load(&lib.0, &mut det, &DetectParams::default(), &emb).unwrap();
+    let (again, report) =
+        Library::load(lib.path(), &mut det, &DetectParams::default(), &emb).unwrap();
     assert_eq!((report.cached, report.computed), (5, 0));
     assert_eq!(
         report.skipped.len(),
@@ -374,8 +303,8 @@ fn a_library_from_one_clip_names_the_person_in_another_and_nobody_else() {
     let face = largest(&other.detect(&mut det, &DetectParams::default())).unwrap();
     let (_, planes) = other.frame();
     let crop = aligned_rgb(&frame_of(other, &planes), &face.landmarks, CROP_SIDE).unwrap();
-    let unknown = TempDir::new("rf-identify-unknown");
-    let written = write_unknown(&unknown.0, "stream0 track:7", &crop, CROP_SIDE).unwrap();
+    let unknown = temp_dir("rf-identify-unknown");
+    let written = write_unknown(unknown.path(), "stream0 track:7", &crop, CROP_SIDE).unwrap();
     assert_eq!(written.file_name().unwrap(), "stream0_track_7.jpg");
     {
         use std::os::unix::fs::PermissionsExt;
@@ -384,9 +313,9 @@ fn a_library_from_one_clip_names_the_person_in_another_and_nobody_else() {
             0o600
         );
     }
-    fs::rename(&written, lib.0.join("Man/enrolled.jpg")).unwrap();
+    fs::rename(&written, lib.path().join("Man/enrolled.jpg")).unwrap();
     let (enrolled, report) =
-        Library::load(&lib.0, &mut det, &DetectParams::default(), &emb).unwrap();
+        Library::load(lib.path(), &mut det, &DetectParams::default(), &emb).unwrap();
     assert_eq!(report.computed, 1, "{:?}", report.skipped);
     assert_eq!(
         enrolled.people[0].embeddings.len(),
@@ -401,20 +330,21 @@ fn a_library_from_one_clip_names_the_person_in_another_and_nobody_else() {
         .identify(crop_embedding.unwrap(), THRESHOLD)
         .unwrap();
     assert_eq!(m.name, "Man");
-    fs::remove_file(lib.0.join("Man/enrolled.jpg")).unwrap();
+    fs::remove_file(lib.path().join("Man/enrolled.jpg")).unwrap();
 
     // A person added while running: the next load picks them up (from the cache for the rest).
     save_png(
         &frames("WolfgangLanger_Pexels.mp4", 1, 2.0, 30.0, 1)[0],
-        &lib.0.join("Wolfgang/portrait.png"),
+        &lib.path().join("Wolfgang/portrait.png"),
     );
-    let (grown, report) = Library::load(&lib.0, &mut det, &DetectParams::default(), &emb).unwrap();
+    let (grown, report) =
+        Library::load(lib.path(), &mut det, &DetectParams::default(), &emb).unwrap();
     assert_eq!(grown.people.len(), 3);
     assert_eq!(report.computed, 0, "same bytes as Woman/1.png: a cache hit");
     // Deleting a person's folder deletes them, and their entries leave the cache.
-    fs::remove_dir_all(lib.0.join("Woman")).unwrap();
-    fs::remove_dir_all(lib.0.join("Wolfgang")).unwrap();
-    let (shrunk, _) = Library::load(&lib.0, &mut det, &DetectParams::default(), &emb).unwrap();
+    fs::remove_dir_all(lib.path().join("Woman")).unwrap();
+    fs::remove_dir_all(lib.path().join("Wolfgang")).unwrap();
+    let (shrunk, _) = Library::load(lib.path(), &mut det, &DetectParams::default(), &emb).unwrap();
     assert_eq!(shrunk.people.len(), 1);
     let cache_len = fs::metadata(&cache).unwrap().len();
     assert!(
@@ -475,6 +405,29 @@ fn embed_unaligned(images: &[Rgb], det: &mut Detector, emb: &Embedder) -> Vec<Em
         .collect()
 }
 
+/// Prints ROC points: TAR at FAR 1e-2 and at the lowest FAR this many impostor pairs can show
+/// (none accepted, FAR < 1/n; a FAR of 1e-3 needs ≥ 1,000 impostor pairs), and TAR/FAR at the
+/// element's threshold.
+fn roc(what: &str, genuine: &[f32], impostor: &[f32]) {
+    let mut imp = impostor.to_vec();
+    imp.sort_by(|a, b| b.total_cmp(a));
+    let tar_above =
+        |t: f32| genuine.iter().filter(|g| **g > t).count() as f64 / genuine.len() as f64;
+    let n = imp.len();
+    // Accepting scores above the (k+1)-th highest impostor accepts k impostors.
+    let k = (0.01 * n as f64).floor() as usize;
+    let at_1e2 = imp[k.min(n - 1)];
+    let far_at = imp.iter().filter(|i| **i >= THRESHOLD).count() as f64 / n as f64;
+    let tar_at = genuine.iter().filter(|g| **g >= THRESHOLD).count() as f64 / genuine.len() as f64;
+    println!(
+        "{what}: ROC on {} genuine / {n} impostor pairs: TAR {:.3} at FAR 1e-2 (threshold {at_1e2:.3}); TAR {:.3} at FAR < 1/{n} (threshold {:.3}); at {THRESHOLD}: TAR {tar_at:.3}, FAR {far_at:.4}",
+        genuine.len(),
+        tar_above(at_1e2),
+        tar_above(imp[0]),
+        imp[0],
+    );
+}
+
 /// Aligned crops against unaligned box crops on the same frames: the gap between genuine and
 /// impostor pairs (printed for the README; asserted only to be wider with alignment).
 #[test]
@@ -503,6 +456,7 @@ fn alignment_separates_people_better_than_box_crops() {
         let (g_min, _) = summary(&format!("{what}: genuine"), &genuine);
         let (_, i_max) = summary(&format!("{what}: impostor"), &impostor);
         gaps.push(g_min - i_max);
+        roc(what, &genuine, &impostor);
     }
     println!(
         "gap (lowest genuine − highest impostor): aligned {:.3}, box crop {:.3}",

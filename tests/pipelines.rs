@@ -208,3 +208,33 @@ fn still_image_to_png_and_json() {
     );
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn identify_script_names_the_man_in_the_recording_and_its_json() {
+    let dir = scratch("identify");
+    // The library: the man from two frames of another clip of him.
+    for (i, f) in clips::frames("single_face.mp4", 1, 0.0, 10.0, 2)
+        .iter()
+        .enumerate()
+    {
+        clips::save_png(f, &dir.join(format!("library/Man/{i}.png")));
+    }
+    let (mp4, json) = (dir.join("named.mp4"), dir.join("named.jsonl"));
+    script(
+        "identify.sh",
+        &[
+            dir.join("library").to_str().unwrap(),
+            &media("face_noface.mov"),
+            mp4.to_str().unwrap(),
+        ],
+    );
+    let lines = json_lines(&json);
+    let named = lines
+        .iter()
+        .flat_map(|l| l["faces"].as_array().unwrap().clone())
+        .filter(|f| f["name"] == "Man")
+        .count();
+    assert!(named >= 30, "the man is named on {named} faces");
+    assert_eq!(decoded_frames(&mp4), lines.len(), "every frame recorded");
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -10,6 +10,9 @@
 //!   sent (new or update) and at least `update_interval` of stream time has passed since then;
 //!   an improvement inside the interval goes out with the first frame after it on which the
 //!   track is seen.
+//! - **name**: when an identify element named the track, or its name changed (the library
+//!   changed, a better shot moved it past the threshold), an update goes out at once with the
+//!   new `name` and `similarity`, whatever the interval: who arrived is what a site waits for.
 //! - **end**: [`EndReason::Left`] once a track has not been seen for `end_after` of stream time
 //!   (checked on every frame; the end time is the last time it was seen); the caller ends every
 //!   open track with [`Tracks::end_all`] at EOS, flush, new stream or stop. An ID seen again
@@ -61,12 +64,16 @@ impl Default for EventConfig {
 }
 
 /// One tracked face on one frame.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Observation {
     /// Track ID (non-zero).
     pub id: u64,
     pub face: FaceBox,
     pub quality: Quality,
+    /// Who it is (`retinafaceidentify`): the name, `None` when unknown or not identified.
+    pub name: Option<String>,
+    /// Similarity to the nearest person of the face library; `None`: not identified.
+    pub similarity: Option<f32>,
 }
 
 /// The best picture of a track so far.
@@ -106,7 +113,7 @@ pub enum EndReason {
 }
 
 /// The state of a track as an event reports it.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct TrackSummary {
     pub id: u64,
     /// First seen.
@@ -116,10 +123,15 @@ pub struct TrackSummary {
     /// Frames it was seen on.
     pub frames: u64,
     pub best: BestShot,
+    /// Who it is, as last identified (`null`: unknown or not identified).
+    pub name: Option<String>,
+    /// Similarity to the nearest person of the face library, as last identified (`null`: not
+    /// identified).
+    pub similarity: Option<f32>,
 }
 
 /// One event: what happened to which track.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TrackEvent {
     pub kind: EventKind,
     /// Only on `end`.
@@ -138,7 +150,7 @@ pub struct FrameOutcome {
     pub events: Vec<TrackEvent>,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Track {
     summary: TrackSummary,
     /// Quality and stream time of the last new/update sent.
@@ -186,9 +198,10 @@ impl Tracks {
             .collect();
         for id in left {
             let track = self.open.remove(&id).expect("listed above");
-            outcome
-                .events
-                .push(end_event(track, EndReason::Left, track.summary.last));
+            outcome.events.push({
+                let last = track.summary.last;
+                end_event(track, EndReason::Left, last)
+            });
         }
         let mut updates = Vec::new();
         for f in faces.iter().filter(|f| f.id != 0) {
@@ -206,11 +219,13 @@ impl Tracks {
                         last: now,
                         frames: 1,
                         best: shot,
+                        name: f.name.clone(),
+                        similarity: f.similarity,
                     };
                     self.open.insert(
                         f.id,
                         Track {
-                            summary,
+                            summary: summary.clone(),
                             sent_quality: shot.quality.overall,
                             sent_at: now.clock,
                         },
@@ -231,24 +246,30 @@ impl Tracks {
                         s.best = shot;
                         outcome.best_now.push(f.id);
                     }
-                    updates.push(f.id);
+                    // A face not identified on this frame keeps the track's identity.
+                    let renamed = f.similarity.is_some() && f.name != s.name;
+                    if f.similarity.is_some() {
+                        s.name = f.name.clone();
+                        s.similarity = f.similarity;
+                    }
+                    updates.push((f.id, renamed));
                 }
             }
         }
         let (gain, interval) = (self.config.update_gain, self.config.update_interval);
-        for id in updates {
+        for (id, renamed) in updates {
             let track = self.open.get_mut(&id).expect("open");
             let best = track.summary.best.quality.overall;
-            if best > track.sent_quality * (1.0 + gain)
-                && now.clock.saturating_sub(track.sent_at) >= interval
-            {
+            let better = best > track.sent_quality * (1.0 + gain)
+                && now.clock.saturating_sub(track.sent_at) >= interval;
+            if better || renamed {
                 track.sent_quality = best;
                 track.sent_at = now.clock;
                 outcome.events.push(TrackEvent {
                     kind: EventKind::Update,
                     reason: None,
                     end: None,
-                    track: track.summary,
+                    track: track.summary.clone(),
                 });
             }
         }
@@ -260,7 +281,10 @@ impl Tracks {
     pub fn end_all(&mut self, reason: EndReason, now: Option<Stamp>) -> Vec<TrackEvent> {
         std::mem::take(&mut self.open)
             .into_values()
-            .map(|t| end_event(t, reason, now.unwrap_or(t.summary.last)))
+            .map(|t| {
+                let end = now.unwrap_or(t.summary.last);
+                end_event(t, reason, end)
+            })
             .collect()
     }
 }
@@ -302,6 +326,8 @@ mod tests {
                 overall,
                 ..Quality::default()
             },
+            name: None,
+            similarity: None,
         }
     }
 
@@ -327,7 +353,7 @@ mod tests {
         assert!(tracks.observe(at(3.9), &[]).events.is_empty());
         let gone = tracks.observe(at(3.95), &[]);
         assert_eq!(kinds(&gone), [(EventKind::End, 1, Some(EndReason::Left))]);
-        let end = gone.events[0];
+        let end = &gone.events[0];
         assert_eq!(end.end, Some(at(0.9)));
         assert_eq!(end.track.frames, 10);
         assert_eq!(end.track.start, at(0.0));
@@ -394,6 +420,32 @@ mod tests {
         let o = tracks.observe(at(2.0), &[face(2, 0.5)]);
         assert_eq!(kinds(&o), [(EventKind::New, 2, None)]);
         assert_eq!(o.events[0].track.start, at(2.0));
+    }
+
+    #[test]
+    fn a_track_named_later_gets_an_update_at_once_and_keeps_its_name() {
+        let mut tracks = Tracks::new(EventConfig::default());
+        let named = |name: Option<&str>, similarity| Observation {
+            name: name.map(String::from),
+            similarity: Some(similarity),
+            ..face(4, 0.5)
+        };
+        // Not identified yet on its first frame.
+        let o = tracks.observe(at(0.0), &[face(4, 0.5)]);
+        assert_eq!(o.events[0].track.name, None);
+        assert_eq!(o.events[0].track.similarity, None);
+        // Embedded, unknown: no event (nothing a site waits for changed).
+        let o = tracks.observe(at(0.1), &[named(None, 0.2)]);
+        assert!(o.events.is_empty());
+        // Named 0.2 s later, well inside the update interval: an update goes out now.
+        let o = tracks.observe(at(0.2), &[named(Some("Alice"), 0.8)]);
+        assert_eq!(kinds(&o), [(EventKind::Update, 4, None)]);
+        assert_eq!(o.events[0].track.name.as_deref(), Some("Alice"));
+        assert_eq!(o.events[0].track.similarity, Some(0.8));
+        // Frames that do not identify the face keep the name; the end carries it.
+        assert!(tracks.observe(at(0.3), &[face(4, 0.5)]).events.is_empty());
+        let end = tracks.end_all(EndReason::Eos, None);
+        assert_eq!(end[0].track.name.as_deref(), Some("Alice"));
     }
 
     #[test]

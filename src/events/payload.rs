@@ -116,6 +116,8 @@ mod tests {
                     landmarks: None,
                     time: stamp(2),
                 },
+                name: Some("Alice".into()),
+                similarity: Some(0.75),
             },
         };
         let json = serde_json::to_value(EventMessage::new("door", 77, 12, &event, None)).unwrap();
@@ -131,6 +133,7 @@ mod tests {
                     "quality": {"overall": 0.5, "score": 1.0, "size": 1.0, "frontal": 1.0, "sharpness": 0.5},
                     "box": [1.0, 2.0, 3.0, 4.0], "landmarks": null, "time": t(2)
                 },
+                "name": "Alice", "similarity": 0.75,
                 "end": t(9), "snapshot": null
             })
         );

@@ -3,6 +3,7 @@
 
 use crate::pixfmt::ColorModel;
 use crate::preprocess::Frame;
+use crate::quality::{self, FaceBox, LumaView, Quality, QualityConfig};
 
 /// Packed 8-bit RGB pixels, `width * height * 3` bytes, rows without padding.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +49,35 @@ pub fn face_luma(frame: &Frame, bbox: [f32; 4]) -> Option<(Vec<u8>, [usize; 4])>
         }
     }
     Some((luma, [x0, y0, w, h]))
+}
+
+/// The quality of `face` in `frame` (its pixels); with no frame (unreadable), or a box outside
+/// it, the quality of a face without sharpness. What the publish and identify elements choose
+/// best shots by.
+pub fn face_quality(face: &FaceBox, frame: Option<&Frame>, config: &QualityConfig) -> Quality {
+    let Some((luma, [x0, y0, w, h])) = frame.and_then(|f| face_luma(f, face.bbox)) else {
+        let empty = LumaView {
+            data: &[],
+            stride: 0,
+            width: 0,
+            height: 0,
+        };
+        return quality::assess(face, &empty, config);
+    };
+    let view = LumaView {
+        data: &luma,
+        stride: w,
+        width: w,
+        height: h,
+    };
+    // The luma starts at (x0, y0): the box is taken relative to it.
+    let (dx, dy) = (x0 as f32, y0 as f32);
+    let b = face.bbox;
+    let shifted = FaceBox {
+        bbox: [b[0] - dx, b[1] - dy, b[2] - dx, b[3] - dy],
+        ..*face
+    };
+    quality::assess(&shifted, &view, config)
 }
 
 /// `bbox` grown by `margin` × its size on every side, clipped to the frame, as pixel corners.

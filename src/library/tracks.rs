@@ -39,7 +39,8 @@ struct Track {
     shots: Vec<(Embedding, f32)>,
     best_quality: f32,
     estimate: Option<Embedding>,
-    name: Option<Match>,
+    /// The library's nearest person to the estimate, whatever the similarity.
+    nearest: Option<Match>,
 }
 
 /// The identities of the tracks of one stream.
@@ -82,16 +83,26 @@ impl Tracks {
         t.shots.push((embedding, quality.max(1e-3)));
         t.best_quality = t.best_quality.max(quality);
         t.estimate = Embedding::mean(t.shots.iter().map(|(e, q)| (e, *q)));
-        t.name = t
-            .estimate
-            .as_ref()
-            .and_then(|e| library.identify(e, threshold));
-        t.name.as_ref()
+        t.nearest = t.estimate.as_ref().and_then(|e| library.nearest(e));
+        t.nearest.as_ref().filter(|m| m.similarity >= threshold)
     }
 
     /// The name of `track` (`None`: unknown, or not embedded yet).
     pub fn name(&self, track: u64) -> Option<&Match> {
-        self.tracks.get(&track)?.name.as_ref()
+        self.nearest(track)
+            .filter(|m| m.similarity >= self.config.threshold)
+    }
+
+    /// The library's nearest person to the estimate of `track` whatever the similarity (`None`:
+    /// not embedded yet, or an empty library): its similarity says how far an unknown face is
+    /// from being named.
+    pub fn nearest(&self, track: u64) -> Option<&Match> {
+        self.tracks.get(&track)?.nearest.as_ref()
+    }
+
+    /// Whether `track` has been embedded at least once.
+    pub fn embedded(&self, track: u64) -> bool {
+        self.tracks.contains_key(&track)
     }
 
     /// The estimate of `track` and the nearest person whatever the threshold (for the unknown
@@ -102,12 +113,8 @@ impl Tracks {
 
     /// Matches every track again (the library changed while playing).
     pub fn rematch(&mut self, library: &Library) {
-        let threshold = self.config.threshold;
         for t in self.tracks.values_mut() {
-            t.name = t
-                .estimate
-                .as_ref()
-                .and_then(|e| library.identify(e, threshold));
+            t.nearest = t.estimate.as_ref().and_then(|e| library.nearest(e));
         }
     }
 
@@ -184,6 +191,9 @@ mod tests {
         let lib = library();
         // A poor shot pointing away from Alice: cos = 0 → unknown.
         assert_eq!(tracks.add(1, e(&[0.0, 1.0]), 0.1, &lib), None);
+        let near = tracks.nearest(1).unwrap();
+        assert_eq!((near.name.as_str(), near.similarity), ("Alice", 0.0));
+        assert!(tracks.embedded(1) && !tracks.embedded(2));
         // A good shot of Alice with 9× the weight: mean ∝ (0.9, 0.1), cos = 0.9 / √0.82 = 0.9939.
         let m = tracks.add(1, e(&[1.0, 0.0]), 0.9, &lib).cloned().unwrap();
         assert_eq!(m.name, "Alice");
@@ -192,6 +202,7 @@ mod tests {
         // The library loses Alice: the track becomes unknown without a new shot.
         tracks.rematch(&Library::default());
         assert_eq!(tracks.name(1), None);
+        assert_eq!(tracks.nearest(1), None, "nobody left to be near");
         assert!(tracks.estimate(1).is_some());
         assert_eq!(tracks.retain(|id| id != 1), vec![1]);
         assert!(tracks.is_empty());

@@ -10,6 +10,7 @@
 //! ```
 
 pub mod broker;
+pub mod clips;
 mod faces;
 mod first_sample;
 mod media;

@@ -33,6 +33,26 @@ impl Rgb {
         )
     }
 
+    /// The pixels of a packed-RGB sample (rows without their padding).
+    pub fn of_sample(sample: &gst::Sample) -> Self {
+        let info = gst_video::VideoInfo::from_caps(sample.caps().unwrap()).unwrap();
+        let buffer = sample.buffer().unwrap().map_readable().unwrap();
+        let (w, h, stride) = (
+            info.width() as usize,
+            info.height() as usize,
+            info.stride()[0] as usize,
+        );
+        let mut data = Vec::with_capacity(w * h * 3);
+        for row in 0..h {
+            data.extend_from_slice(&buffer[row * stride..][..w * 3]);
+        }
+        Self {
+            width: w,
+            height: h,
+            data,
+        }
+    }
+
     /// Runs `detector` on the image.
     pub fn detect(&self, detector: &mut Detector, params: &DetectParams) -> Vec<Face> {
         let (layout, planes) = self.frame();
@@ -69,23 +89,7 @@ pub fn decode(path: &Path, size: Option<(usize, usize)>) -> Rgb {
         "filesrc location={} ! decodebin ! videoconvert ! videoscale method=bilinear add-borders=false ! {caps} ! appsink name=sink sync=false",
         path.display()
     );
-    let sample = crate::first_sample(&description, None);
-    let info = gst_video::VideoInfo::from_caps(sample.caps().unwrap()).unwrap();
-    let buffer = sample.buffer().unwrap().map_readable().unwrap();
-    let (w, h, stride) = (
-        info.width() as usize,
-        info.height() as usize,
-        info.stride()[0] as usize,
-    );
-    let mut data = Vec::with_capacity(w * h * 3);
-    for row in 0..h {
-        data.extend_from_slice(&buffer[row * stride..][..w * 3]);
-    }
-    Rgb {
-        width: w,
-        height: h,
-        data,
-    }
+    Rgb::of_sample(&crate::first_sample(&description, None))
 }
 
 /// The photos the wall is built from (installed by scripts/setup.sh).

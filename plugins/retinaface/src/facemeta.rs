@@ -22,6 +22,13 @@
 //!   used by `gvatrack`) and reads (`gst_structure_get_int`); an ID beyond 2³¹−1 (2³¹
 //!   confirmed faces in one stream) is written as `int64` rather than wrapped. [`read`] accepts
 //!   `int`, `int64`, `uint` and `uint64`, so IDs from DL Streamer's tracker are read too.
+//! - param `identity`, only on faces `retinafaceidentify` looked at: `confidence` (double) = the
+//!   cosine similarity of the face's embedding to the nearest person of the face library, and
+//!   `label` (string) = that person's name, present only when the similarity reached the
+//!   element's threshold (no `label`: an unknown face). This is DL Streamer's convention for a
+//!   classification result (`gvaclassify` adds one param structure per attribute with `label`
+//!   and `confidence`, and `gvawatermark` draws its `label`), so DL Streamer's tools show the
+//!   name; the structure is named for the attribute, `identity`.
 //!
 //! GStreamer 1.22 drops ROI params when it scales the meta (`videoscale`), keeping the rectangle
 //! and the ROI `id`. So the same values are also stored, keyed by ROI id, in one tag-less
@@ -30,7 +37,10 @@
 //! `scores` (double array), `points` (double array, 10 per ROI id, ROI-relative as above; empty
 //! when the producer had no landmarks), `object_ids` (uint64 array, the track ID per ROI id,
 //! 0 = none), `since_detection` (uint64 array, per ROI id: frames since the frame its box was
-//! measured on, 0 = this one), and the frame-level fields below.
+//! measured on, 0 = this one), `names` (string array, per ROI id: the `identity` label, empty
+//! when none) and `similarities` (double array, per ROI id: the `identity` confidence, NaN when
+//! the face was not identified; both absent when no identify element ran), and the frame-level
+//! fields below.
 //!
 //! **Which result a buffer carries** ([`Provenance`]). Frame-level facts, so they live in the
 //! backup meta, which the writer attaches to *every* buffer it handles, faces or not (an
@@ -62,6 +72,8 @@ pub const DETECTION: &str = "detection";
 pub const LANDMARKS: &str = "landmarks";
 /// Param structure holding the track ID in field `id` (DL Streamer's name).
 pub const OBJECT_ID: &str = "object_id";
+/// Param structure of who a face is: `label` (name) and `confidence` (similarity).
+pub const IDENTITY: &str = "identity";
 /// Name of the custom meta that backs up score, landmarks and track ID per ROI id, and holds
 /// the frame's `analysed` flag.
 pub const BACKUP_META: &str = "GstRetinaFaceBackupMeta";
@@ -313,6 +325,8 @@ struct Backup {
     points: Vec<f64>,
     object_ids: Vec<u64>,
     since_detection: Vec<u64>,
+    names: Vec<String>,
+    similarities: Vec<f64>,
 }
 
 impl Backup {
@@ -333,6 +347,8 @@ impl Backup {
             points: array(s, "points"),
             object_ids: array(s, "object_ids"),
             since_detection: array(s, "since_detection"),
+            names: array(s, "names"),
+            similarities: array(s, "similarities"),
         })
     }
 
@@ -360,6 +376,59 @@ impl Backup {
     fn since_detection(&self, id: i32) -> Option<u64> {
         self.since_detection.get(self.index(id)?).copied()
     }
+
+    /// The `identity` of ROI id `id`: (name, similarity); `None` when not identified.
+    fn identity(&self, id: i32) -> Option<(Option<String>, f64)> {
+        let i = self.index(id)?;
+        let similarity = self.similarities.get(i).copied().filter(|v| !v.is_nan())?;
+        let name = self.names.get(i).filter(|n| !n.is_empty()).cloned();
+        Some((name, similarity))
+    }
+}
+
+/// Who one face is, as `retinafaceidentify` writes it ([`identify`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Identity<'a> {
+    /// The library person's name; `None`: unknown (nobody reached the threshold).
+    pub name: Option<&'a str>,
+    /// Cosine similarity to the nearest person of the library.
+    pub similarity: f32,
+}
+
+/// Adds who each face is to the face metas already on `buffer` (written by the detector or the
+/// tracker): `identities[i]` belongs to the i-th face [`read`] lists (`None`: not identified),
+/// as an `identity` param and in the backup meta. An `identity` already there is replaced.
+pub fn identify(buffer: &mut gst::BufferRef, identities: &[Option<Identity>]) {
+    let mut by_roi_id = Vec::new();
+    let faces = buffer
+        .iter_meta_mut::<VideoRegionOfInterestMeta>()
+        .filter(|m| m.roi_type() == ROI_TYPE);
+    for (mut meta, identity) in faces.zip(identities) {
+        by_roi_id.push((meta.id(), identity.clone()));
+        let Some(identity) = identity else { continue };
+        let s = gst::Structure::builder(IDENTITY)
+            .field_if_some("label", identity.name)
+            .field("confidence", identity.similarity as f64)
+            .build();
+        meta.add_param(s);
+    }
+    let Ok(mut backup) = gst::meta::CustomMeta::from_mut_buffer(buffer, BACKUP_META) else {
+        return;
+    };
+    let s = backup.mut_structure();
+    let ids: Vec<i32> = s
+        .get::<gst::Array>("ids")
+        .map(|a| a.iter().filter_map(|v| v.get::<i32>().ok()).collect())
+        .unwrap_or_default();
+    let (mut names, mut similarities) = (vec![String::new(); ids.len()], vec![f64::NAN; ids.len()]);
+    for (roi_id, identity) in by_roi_id {
+        if let (Some(i), Some(identity)) = (ids.iter().position(|v| *v == roi_id), identity) {
+            names[i] = identity.name.unwrap_or_default().to_string();
+            similarities[i] = identity.similarity as f64;
+        }
+    }
+    s.set("names", gst::Array::new(names));
+    s.set("similarities", gst::Array::new(similarities));
 }
 
 /// A track ID from an `object_id` param, whichever integer type the producer used; negative
@@ -410,6 +479,15 @@ pub fn read(buffer: &gst::BufferRef) -> Vec<FaceRecord> {
                         .collect()
                 })
                 .unwrap_or_default();
+            let (name, similarity) = match m.param(IDENTITY) {
+                Some(s) => (
+                    s.get::<String>("label").ok(),
+                    s.get::<f64>("confidence").ok(),
+                ),
+                None => backup
+                    .identity(m.id())
+                    .map_or((None, None), |(n, s)| (n, Some(s))),
+            };
             FaceRecord {
                 x,
                 y,
@@ -419,6 +497,8 @@ pub fn read(buffer: &gst::BufferRef) -> Vec<FaceRecord> {
                 id,
                 landmarks,
                 since_detection: backup.since_detection(m.id()),
+                name,
+                similarity,
             }
         })
         .collect()
@@ -430,7 +510,7 @@ pub fn read(buffer: &gst::BufferRef) -> Vec<FaceRecord> {
 /// `result-age` (frames; the last two absent when unknown), and `faces`, a list of `face`
 /// structures (`id` when tracked, `x`, `y`, `width`, `height`, `score`, `fresh`: matched to a
 /// detection on this frame, `since-detection`: frames since its box was measured, `landmarks`:
-/// 10 doubles), all in buffer pixels. Posted by `element` about `buffer`, whose running time
+/// 10 doubles, and `name`/`similarity` when identified), all in buffer pixels. Posted by `element` about `buffer`, whose running time
 /// comes from the element's segment.
 pub fn post_message(
     element: &gst_base::BaseTransform,
@@ -457,6 +537,8 @@ pub fn post_message(
                 .field_if_some("score", f.score)
                 .field("fresh", fresh)
                 .field_if_some("since-detection", f.since_detection)
+                .field_if_some("name", f.name.as_deref())
+                .field_if_some("similarity", f.similarity)
                 .field(
                     "landmarks",
                     gst::Array::new(f.landmarks.iter().flatten().copied()),
@@ -606,6 +688,24 @@ mod tests {
         assert_eq!(provenance(&buffer), Some(carried()));
     }
 
+    /// What videoscale's ROI transform leaves of `buffer`'s faces: new ROIs with the same
+    /// rectangles and ids and no params (the backup meta is copied as is).
+    fn without_params(buffer: &gst::Buffer) -> gst::Buffer {
+        let mut scaled = gst::Buffer::new();
+        let out = scaled.get_mut().unwrap();
+        for m in buffer.iter_meta::<VideoRegionOfInterestMeta>() {
+            let mut copy = VideoRegionOfInterestMeta::add(out, ROI_TYPE, m.rect());
+            copy.set_id(m.id());
+        }
+        let backup = gst::meta::CustomMeta::from_buffer(buffer, BACKUP_META).unwrap();
+        let s = backup.structure().to_owned();
+        let mut b = gst::meta::CustomMeta::add(out, BACKUP_META).unwrap();
+        for (name, value) in s.iter() {
+            b.mut_structure().set_value(name, value.clone());
+        }
+        scaled
+    }
+
     #[test]
     fn backup_meta_restores_what_videoscale_drops() {
         init();
@@ -623,21 +723,7 @@ mod tests {
             };
             attach_tracked(buf, &[t], carried(), true, 100, 100);
         }
-        // What videoscale's ROI transform leaves: a new ROI with the same rectangle and id and no
-        // params (the backup meta is copied as is).
-        let mut scaled = gst::Buffer::new();
-        {
-            let out = scaled.get_mut().unwrap();
-            let m = buffer.meta::<VideoRegionOfInterestMeta>().unwrap();
-            let mut copy = VideoRegionOfInterestMeta::add(out, ROI_TYPE, m.rect());
-            copy.set_id(m.id());
-            let backup = gst::meta::CustomMeta::from_buffer(&buffer, BACKUP_META).unwrap();
-            let s = backup.structure().to_owned();
-            let mut b = gst::meta::CustomMeta::add(out, BACKUP_META).unwrap();
-            for (name, value) in s.iter() {
-                b.mut_structure().set_value(name, value.clone());
-            }
-        }
+        let scaled = without_params(&buffer);
         let faces = read(&scaled);
         assert_eq!(faces, read(&buffer));
         assert_eq!(faces[0].id, Some(42));
@@ -689,6 +775,63 @@ mod tests {
         .to_face();
         assert_eq!(f.score, 1.0);
         assert_eq!(f.landmarks[0], [30.0, 45.0]);
+    }
+
+    #[test]
+    fn identities_are_written_as_dl_streamer_labels_and_survive_lost_params() {
+        init();
+        let mut buffer = gst::Buffer::new();
+        {
+            let buf = buffer.get_mut().unwrap();
+            attach(
+                buf,
+                &[sample_face(), sample_face(), sample_face()],
+                100,
+                100,
+            );
+            identify(
+                buf,
+                &[
+                    Some(Identity {
+                        name: Some("Alice"),
+                        similarity: 0.75,
+                    }),
+                    None,
+                    Some(Identity {
+                        name: None,
+                        similarity: 0.25,
+                    }),
+                ],
+            );
+        }
+        let faces = read(&buffer);
+        let who: Vec<_> = faces
+            .iter()
+            .map(|f| (f.name.as_deref(), f.similarity))
+            .collect();
+        let expected = [
+            (Some("Alice"), Some(0.75)),
+            (None, None),
+            (None, Some(0.25)),
+        ];
+        assert_eq!(who, expected, "named, not identified, unknown");
+        let metas: Vec<_> = buffer.iter_meta::<VideoRegionOfInterestMeta>().collect();
+        let p = metas[0].param(IDENTITY).unwrap();
+        assert_eq!(p.get::<&str>("label").unwrap(), "Alice");
+        assert_eq!(p.get::<f64>("confidence").unwrap(), 0.75);
+        assert!(metas[1].param(IDENTITY).is_none());
+        assert!(!metas[2].param(IDENTITY).unwrap().has_field("label"));
+        // Without the ROI params (as after videoscale) the backup meta gives the same.
+        let bare = without_params(&buffer);
+        let again: Vec<_> = read(&bare)
+            .iter()
+            .map(|f| (f.name.clone(), f.similarity))
+            .collect();
+        let expected: Vec<_> = expected
+            .iter()
+            .map(|(n, s)| (n.map(String::from), *s))
+            .collect();
+        assert_eq!(again, expected);
     }
 
     #[test]

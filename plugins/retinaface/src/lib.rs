@@ -9,6 +9,8 @@
 //!   motion-gated detector.
 //! - `retinafacepublish` publishes new/update/end events per tracked face, with the best shot,
 //!   to an MQTT broker.
+//! - `retinafaceidentify` names tracked faces by matching their embeddings against a face
+//!   library (a folder of photos per person).
 //!
 //! The metadata schema lives in [`facemeta`]; every element reads and writes it through there.
 
@@ -17,6 +19,7 @@ use std::sync::OnceLock;
 
 pub mod detect;
 pub mod facemeta;
+pub mod identify;
 pub mod json;
 pub mod motion;
 pub mod overlay;
@@ -65,6 +68,7 @@ fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     }
     facemeta::register_backup_meta();
     detect::register(plugin)?;
+    identify::register(plugin)?;
     json::register(plugin)?;
     motion::register(plugin)?;
     overlay::register(plugin)?;

@@ -265,7 +265,9 @@ impl RetinaFaceOverlay {
     ) {
         let rect = Rect::new(face.x, face.y, face.width, face.height);
         canvas.outline(rect, settings.thickness as i64, Argb(settings.box_color));
-        if let (Some(font), Some(text)) = (font, label::text(face.id, face.score)) {
+        if let (Some(font), Some(text)) =
+            (font, label::text(face.id, face.score, face.name.as_deref()))
+        {
             let bar = Argb(settings.box_color);
             label::draw(
                 canvas,

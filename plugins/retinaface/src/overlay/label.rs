@@ -14,9 +14,16 @@ pub fn load_font(path: &str) -> Result<FontArc, String> {
         .map_err(|e| format!("'{path}' is not a TrueType/OpenType font: {e}"))
 }
 
-/// A face's label: `#ID score` for a tracked face, the score alone otherwise, the ID alone
-/// when the producer gave no score; `None` when there is nothing to write.
-pub fn text(id: Option<u64>, score: Option<f64>) -> Option<String> {
+/// A face's label: the person's name when `retinafaceidentify` named it (`Alice #3` with the
+/// track ID), else `#ID score` for a tracked face, the score alone otherwise, the ID alone when
+/// the producer gave no score; `None` when there is nothing to write.
+pub fn text(id: Option<u64>, score: Option<f64>, name: Option<&str>) -> Option<String> {
+    if let Some(name) = name {
+        return Some(match id {
+            Some(id) => format!("{name} #{id}"),
+            None => name.to_string(),
+        });
+    }
     match (id, score) {
         (Some(id), Some(score)) => Some(format!("#{id} {score:.2}")),
         (Some(id), None) => Some(format!("#{id}")),
@@ -97,10 +104,20 @@ mod tests {
 
     #[test]
     fn label_text_shows_the_track_id_when_there_is_one() {
-        assert_eq!(text(Some(12), Some(0.987)).as_deref(), Some("#12 0.99"));
-        assert_eq!(text(None, Some(0.5)).as_deref(), Some("0.50"));
-        assert_eq!(text(Some(3), None).as_deref(), Some("#3"));
-        assert_eq!(text(None, None), None);
+        assert_eq!(
+            text(Some(12), Some(0.987), None).as_deref(),
+            Some("#12 0.99")
+        );
+        assert_eq!(text(None, Some(0.5), None).as_deref(), Some("0.50"));
+        assert_eq!(text(Some(3), None, None).as_deref(), Some("#3"));
+        assert_eq!(text(None, None, None), None);
+    }
+
+    #[test]
+    fn a_named_face_is_labelled_with_its_name() {
+        let alice = Some("Alice");
+        assert_eq!(text(Some(3), Some(0.9), alice).as_deref(), Some("Alice #3"));
+        assert_eq!(text(None, Some(0.9), alice).as_deref(), Some("Alice"));
     }
 
     #[test]

@@ -11,12 +11,12 @@ use gst_base::subclass::prelude::*;
 
 use retinaface::FaceRecord;
 use retinaface::events::payload::{EventMessage, FrameMessage, Snapshot};
-use retinaface::events::snapshot::{face_crop, face_luma};
+use retinaface::events::snapshot::{face_crop, face_quality};
 use retinaface::events::{
     EndReason, EventConfig, EventKind, FrameOutcome, Observation, Stamp, TrackEvent, Tracks,
 };
 use retinaface::publish::{Class, Pushed, Shared};
-use retinaface::quality::{self, FaceBox, LumaView, QualityConfig};
+use retinaface::quality::{FaceBox, QualityConfig};
 
 use super::client::{self, Connect, Link, Publisher, Report};
 use super::shots::{self, Shots};
@@ -732,11 +732,22 @@ fn observe(
     state: &mut State,
     snapshot_size: u32,
 ) -> FrameOutcome {
-    let tracked: Vec<(u64, FaceBox)> = faces
-        .iter()
-        .filter_map(|f| Some((f.id?, face_box(f))))
-        .collect();
-    if tracked.is_empty() {
+    let observations = |core: Option<&retinaface::Frame>| -> Vec<Observation> {
+        faces
+            .iter()
+            .filter_map(|f| {
+                let face = FaceBox::of_record(f);
+                Some(Observation {
+                    id: f.id?,
+                    face,
+                    quality: face_quality(&face, core, &QualityConfig::default()),
+                    name: f.name.clone(),
+                    similarity: f.similarity.map(|v| v as f32),
+                })
+            })
+            .collect()
+    };
+    if faces.iter().all(|f| f.id.is_none()) {
         return state.tracks.observe(now, &[]);
     }
     let frame = crate::videoformat::pixel_layout(info.format()).and_then(|layout| {
@@ -745,25 +756,10 @@ fn observe(
             .map(|f| (f, layout))
     });
     let Some((frame, layout)) = frame else {
-        let observations: Vec<Observation> = tracked
-            .iter()
-            .map(|&(id, face)| Observation {
-                id,
-                face,
-                quality: quality_in(&face, None),
-            })
-            .collect();
-        return state.tracks.observe(now, &observations);
+        return state.tracks.observe(now, &observations(None));
     };
     crate::videoformat::with_core_frame(&frame, layout, |core| {
-        let observations: Vec<Observation> = tracked
-            .iter()
-            .map(|&(id, face)| Observation {
-                id,
-                face,
-                quality: quality_in(&face, face_luma(core, face.bbox)),
-            })
-            .collect();
+        let observations = observations(Some(core));
         let outcome = state.tracks.observe(now, &observations);
         for o in observations
             .iter()
@@ -775,46 +771,4 @@ fn observe(
         }
         outcome
     })
-}
-
-fn face_box(f: &FaceRecord) -> FaceBox {
-    let landmarks = (f.landmarks.len() == 5).then(|| {
-        let mut l = [[0f32; 2]; 5];
-        for (d, s) in l.iter_mut().zip(&f.landmarks) {
-            *d = [s[0] as f32, s[1] as f32];
-        }
-        l
-    });
-    FaceBox {
-        bbox: f.corners().map(|v| v as f32),
-        landmarks,
-        score: f.score.unwrap_or(1.0) as f32,
-    }
-}
-
-/// The quality of `face` given the luma of its box and where that starts (`None`: unreadable).
-fn quality_in(face: &FaceBox, luma: Option<(Vec<u8>, [usize; 4])>) -> quality::Quality {
-    let config = QualityConfig::default();
-    let Some((luma, [x0, y0, w, h])) = luma else {
-        let empty = LumaView {
-            data: &[],
-            stride: 0,
-            width: 0,
-            height: 0,
-        };
-        return quality::assess(face, &empty, &config);
-    };
-    let view = LumaView {
-        data: &luma,
-        stride: w,
-        width: w,
-        height: h,
-    };
-    let (dx, dy) = (x0 as f32, y0 as f32);
-    let b = face.bbox;
-    let shifted = FaceBox {
-        bbox: [b[0] - dx, b[1] - dy, b[2] - dx, b[3] - dy],
-        ..*face
-    };
-    quality::assess(&shifted, &view, &config)
 }
