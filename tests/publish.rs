@@ -579,3 +579,55 @@ fn tls_with_a_certificate_the_test_makes_delivers_and_a_missing_ca_file_is_named
     .unwrap_err();
     assert!(error.contains(&format!("{d}/missing.pem")), "{error}");
 }
+
+#[test]
+fn identified_tracks_carry_their_name_within_a_second_and_on_their_end() {
+    // The site's chain: detect → track → identify (a library of the man, from another clip of
+    // him) → publish. The name goes out as soon as the track is named.
+    let library = tempfile::tempdir().unwrap();
+    for (i, f) in clips::frames("single_face.mp4", 1, 0.0, 10.0, 2)
+        .iter()
+        .enumerate()
+    {
+        clips::save_png(f, &library.path().join(format!("Man/{i}.png")));
+    }
+    let broker = Broker::start();
+    let subscriber = Subscriber::connect(broker.port, "retinaface/door/#");
+    init();
+    let description = format!(
+        "filesrc location={} ! decodebin ! video/x-raw ! videoconvert ! retinafacedetect ! \
+         retinafacetrack ! retinafaceidentify library={} ! retinafacepublish name=publish \
+         broker={} camera=door end-timeout=1000 ! fakesink",
+        media(CLIP),
+        library.path().display(),
+        broker.url()
+    );
+    let pipeline = gst::parse::launch(&description)
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+    let (played, _) = play_to_end(&pipeline, || {});
+    played.unwrap();
+    assert!(
+        subscriber.wait_until(WAIT, |r| ends_done(r, "retinaface/door/events")),
+        "no end events: {:?}",
+        subscriber.received()
+    );
+    let events = deduplicated(&on("retinaface/door/events", &subscriber.received()));
+    let named: Vec<&Value> = events.iter().filter(|e| e["name"] == "Man").collect();
+    // The track is usually named on its first frame (its `new` event); else an `update` says so.
+    let first_named = named.first().expect("no event names the man");
+    assert!(
+        first_named["type"] == "new" || first_named["type"] == "update",
+        "{first_named}"
+    );
+    assert!(first_named["similarity"].as_f64().unwrap() >= 0.5);
+    let end = events.iter().find(|e| e["type"] == "end").unwrap();
+    assert_eq!(end["name"], "Man", "{end}");
+    // Named within a second of the track's start, not at the next update interval.
+    let (start, named_at) = (
+        first_named["start"]["pts"].as_u64().unwrap(),
+        first_named["last"]["pts"].as_u64().unwrap(),
+    );
+    assert!(named_at - start < 1_000_000_000, "{first_named}");
+}
