@@ -1,6 +1,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{LazyLock, Mutex};
+use std::time::{Duration, Instant};
 
 use glib::subclass::prelude::*;
 use gst::prelude::*;
@@ -33,6 +34,9 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 /// costs embedding it again.
 const FORGET_AFTER: u64 = 250;
 
+/// How often a watched library folder is checked for changes.
+const WATCH_EVERY: Duration = Duration::from_secs(2);
+
 #[derive(Debug, Clone)]
 struct Settings {
     library: Option<String>,
@@ -40,6 +44,7 @@ struct Settings {
     detector_model: String,
     threshold: f32,
     unknown_folder: Option<String>,
+    watch_library: bool,
     post_messages: bool,
 }
 
@@ -51,6 +56,7 @@ impl Default for Settings {
             detector_model: crate::detect::default_model_path(),
             threshold: DEFAULT_THRESHOLD,
             unknown_folder: None,
+            watch_library: true,
             post_messages: false,
         }
     }
@@ -79,6 +85,10 @@ struct State {
     tracks: Tracks,
     info: Option<gst_video::VideoInfo>,
     background: Background,
+    /// The library folder's [`loading::fingerprint`] when it was last loaded, and when the
+    /// folder was last checked (`watch-library`).
+    fingerprint: Option<u64>,
+    checked: Instant,
     /// Buffers handled, and the last buffer each track was seen on.
     frame: u64,
     last_seen: HashMap<u64, u64>,
@@ -152,6 +162,12 @@ impl ObjectImpl for RetinaFaceIdentify {
                     .default_value(d.threshold)
                     .mutable_playing()
                     .build(),
+                glib::ParamSpecBoolean::builder("watch-library")
+                    .nick("Watch the library")
+                    .blurb("Check the library folder every 2 s while playing and load it again in the background when a person or photo was added, removed or replaced")
+                    .default_value(d.watch_library)
+                    .mutable_playing()
+                    .build(),
                 path(
                     "unknown-folder",
                     "Unknown faces folder",
@@ -188,6 +204,7 @@ impl ObjectImpl for RetinaFaceIdentify {
             }
             "threshold" => s.threshold = value.get().unwrap(),
             "unknown-folder" => s.unknown_folder = non_empty(value),
+            "watch-library" => s.watch_library = value.get().unwrap(),
             "post-messages" => s.post_messages = value.get().unwrap(),
             _ => unreachable!(),
         }
@@ -202,6 +219,7 @@ impl ObjectImpl for RetinaFaceIdentify {
             "detector-model" => s.detector_model.to_value(),
             "threshold" => s.threshold.to_value(),
             "unknown-folder" => s.unknown_folder.to_value(),
+            "watch-library" => s.watch_library.to_value(),
             "post-messages" => s.post_messages.to_value(),
             _ => unreachable!(),
         }
@@ -245,6 +263,9 @@ impl BaseTransformImpl for RetinaFaceIdentify {
         }
         // The first frames are matched against the library: it is loaded before they come
         // (with its cache, a large library loads in seconds).
+        let fingerprint = settings
+            .request()
+            .and_then(|r| loading::fingerprint(&r.folder));
         let library = match settings.request() {
             None => Library::default(),
             Some(request) => {
@@ -263,6 +284,8 @@ impl BaseTransformImpl for RetinaFaceIdentify {
             }),
             info: None,
             background: Background::default(),
+            fingerprint,
+            checked: Instant::now(),
             frame: 0,
             last_seen: HashMap::new(),
             shots: HashMap::new(),
@@ -306,6 +329,9 @@ impl BaseTransformImpl for RetinaFaceIdentify {
         let mut guard = self.state.lock().unwrap();
         let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
         self.take_reloaded(state);
+        if settings.watch_library {
+            self.watch(state, &settings);
+        }
         state.tracks.config.threshold = settings.threshold;
         state.frame += 1;
         let info = state.info.clone().ok_or(gst::FlowError::NotNegotiated)?;
@@ -549,6 +575,28 @@ impl RetinaFaceIdentify {
                 state.library = Library::default();
                 state.tracks.rematch(&state.library);
             }
+        }
+    }
+
+    /// Loads the library again in the background when its folder changed since it was loaded
+    /// (checked every [`WATCH_EVERY`]).
+    fn watch(&self, state: &mut State, settings: &Settings) {
+        if state.checked.elapsed() < WATCH_EVERY || state.background.running() {
+            return;
+        }
+        state.checked = Instant::now();
+        let Some(request) = settings.request() else {
+            return;
+        };
+        let now = loading::fingerprint(&request.folder);
+        if now != state.fingerprint {
+            gst::info!(
+                CAT,
+                imp = self,
+                "the face library changed: loading it again"
+            );
+            state.fingerprint = now;
+            state.background.start(request);
         }
     }
 

@@ -27,8 +27,9 @@
 //! **The library** is loaded when the element starts (photos → largest face → aligned →
 //! embedded; a cache `.retinaface-embeddings` inside the folder, mode 0600, keyed by each
 //! photo's content, makes the next start fast). Setting `library` while playing loads the new
-//! or changed folder in the background and switches to it when ready, so adding a person works
-//! without a restart. Each photo that gives no usable face is named in a WARNING and skipped.
+//! folder in the background and switches to it when ready; with `watch-library` (default) the
+//! folder is checked every 2 s and loaded again when a person or photo was added, removed or
+//! replaced, so adding a person works without a restart. Each photo that gives no usable face is named in a WARNING and skipped.
 //! With `unknown-folder` set, the best aligned crop of each track nobody matched is written
 //! there as a JPEG when the track ends: move it into a person's folder to enrol them.
 //!
