@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-const SUBCOMMANDS: [&str; 8] = [
+const SUBCOMMANDS: [&str; 9] = [
     "train",
     "bench",
     "eval",
@@ -12,6 +12,7 @@ const SUBCOMMANDS: [&str; 8] = [
     "import",
     "detect",
     "torchscript",
+    "rebatch",
 ];
 
 /// One entry of a help text's `Options:` or `Arguments:` list.

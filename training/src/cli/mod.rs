@@ -8,6 +8,7 @@ pub mod detect;
 pub mod evaluate;
 pub mod export;
 pub mod import;
+pub mod rebatch;
 pub mod torchscript;
 pub mod train;
 
@@ -44,6 +45,9 @@ pub enum Command {
     /// Write a model as TorchScript for retinafacedetect backend=torch (contract in <output>.json).
     #[command(name = "torchscript")]
     TorchScript(torchscript::TorchScriptArgs),
+    /// Copy an ONNX model made for batch 1 (e.g. fr_feature.onnx) with a symbolic batch
+    /// dimension, so the shared engine runs several faces in one run (checked in ONNX Runtime).
+    Rebatch(rebatch::RebatchArgs),
 }
 
 /// The command line, with the defaults of `train` and `bench` in their help.
@@ -66,5 +70,6 @@ pub fn main() -> anyhow::Result<()> {
         Command::Import(args) => import::run(args),
         Command::Detect(args) => detect::run(args),
         Command::TorchScript(args) => torchscript::run(args),
+        Command::Rebatch(args) => rebatch::run(args),
     }
 }

@@ -42,7 +42,7 @@ pub struct GraphBuilder {
     emitted: std::collections::HashSet<String>,
 }
 
-fn attr_int(name: &str, i: i64) -> AttributeProto {
+pub(crate) fn attr_int(name: &str, i: i64) -> AttributeProto {
     AttributeProto {
         name: Some(name.into()),
         r#type: Some(AttributeType::Int as i32),
@@ -51,7 +51,7 @@ fn attr_int(name: &str, i: i64) -> AttributeProto {
     }
 }
 
-fn attr_ints(name: &str, ints: &[i64]) -> AttributeProto {
+pub(crate) fn attr_ints(name: &str, ints: &[i64]) -> AttributeProto {
     AttributeProto {
         name: Some(name.into()),
         r#type: Some(AttributeType::Ints as i32),
@@ -93,7 +93,7 @@ fn float_tensor(name: &str, t: &Tensor) -> TensorProto {
     }
 }
 
-fn int64_tensor(name: &str, values: &[i64]) -> TensorProto {
+pub(crate) fn int64_tensor(name: &str, values: &[i64]) -> TensorProto {
     TensorProto {
         name: Some(name.into()),
         dims: vec![values.len() as i64],
@@ -369,7 +369,7 @@ impl SrnOps for GraphBuilder {
     }
 }
 
-fn value_info(name: &str, dims: &[Result<i64, &str>]) -> ValueInfoProto {
+pub(crate) fn value_info(name: &str, dims: &[Result<i64, &str>]) -> ValueInfoProto {
     ValueInfoProto {
         name: Some(name.into()),
         r#type: Some(TypeProto {

@@ -5,6 +5,7 @@ pub mod export;
 pub mod import;
 pub mod metadata;
 pub mod proto;
+pub mod rebatch;
 
 use std::path::Path;
 

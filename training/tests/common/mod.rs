@@ -18,7 +18,12 @@ pub fn data_dir() -> PathBuf {
 
 /// The published RetinaFace mv0.25 (the plugin's default model).
 pub fn published_model() -> PathBuf {
-    let path = data_dir().join("models/retinaface-mv025.onnx");
+    installed_model("retinaface-mv025.onnx")
+}
+
+/// A model installed by scripts/setup.sh (e.g. `fr_feature.onnx`, the face embedding model).
+pub fn installed_model(name: &str) -> PathBuf {
+    let path = data_dir().join("models").join(name);
     assert!(
         path.is_file(),
         "{} missing: run scripts/setup.sh",
