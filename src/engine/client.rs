@@ -6,7 +6,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError, sync_channel};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use super::backend::{LoadError, Loader, Tensor};
+use super::backend::{Inputs, LoadError, Loader, Tensor};
 use super::error::EngineError;
 use super::key::EngineKey;
 use super::registry::Registry;
@@ -83,6 +83,13 @@ impl Client {
     /// share runs up to `batch_size` even with no batch timeout. One ticket per request, in
     /// order.
     pub fn submit_all(&self, requests: Vec<Vec<Tensor>>) -> Vec<Ticket> {
+        self.submit_inputs(requests.into_iter().map(Inputs::Tensors).collect())
+    }
+
+    /// [`Client::submit_all`] for requests of either kind: f32 tensors, or
+    /// [`Pixels`](super::Pixels) where the engine [takes them](Engine::takes_pixels) (a pixel
+    /// request to an engine that does not is answered [`EngineError::BadPixels`]).
+    pub fn submit_inputs(&self, requests: Vec<Inputs>) -> Vec<Ticket> {
         self.engine
             .enqueue(requests, &self.options, &self.in_flight, false)
             .unwrap_or_else(|_| unreachable!("enqueue refuses only when asked to"))
@@ -106,6 +113,19 @@ impl Client {
         &self,
         requests: Vec<Vec<Tensor>>,
     ) -> Result<Vec<Ticket>, Vec<Vec<Tensor>>> {
+        self.try_submit_inputs(requests.into_iter().map(Inputs::Tensors).collect())
+            .map_err(|back| {
+                back.into_iter()
+                    .map(|inputs| match inputs {
+                        Inputs::Tensors(tensors) => tensors,
+                        Inputs::Pixels(_) => unreachable!("only tensors were handed over"),
+                    })
+                    .collect()
+            })
+    }
+
+    /// [`Client::try_submit_all`] for requests of either kind (see [`Client::submit_inputs`]).
+    pub fn try_submit_inputs(&self, requests: Vec<Inputs>) -> Result<Vec<Ticket>, Vec<Inputs>> {
         if self.in_flight.load(Ordering::SeqCst) > 0 {
             return Err(requests);
         }

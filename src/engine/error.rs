@@ -22,6 +22,10 @@ pub enum EngineError {
         shape: Vec<usize>,
         len: usize,
     },
+    /// A [`Pixels`](super::Pixels) request the engine cannot take: its backend takes f32
+    /// tensors only, or the pixels are not what they say.
+    #[error("pixel request refused: {0}")]
+    BadPixels(String),
     #[error("no result within {0:?}")]
     Timeout(Duration),
     #[error("the engine stopped before answering (its last client went away)")]

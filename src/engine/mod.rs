@@ -35,7 +35,11 @@
 //!   clients of the old model are unaffected, and a failed load leaves the client where it was.
 //! - `backend.rs`: what an engine runs ([`Backend`]), what it says about its model
 //!   ([`ModelInfo`]), and how a backend is made for a key ([`Loader`], failing with a typed
-//!   [`LoadError`]).
+//!   [`LoadError`]). A request is [`Inputs`]: the model's f32 tensors (every backend), or, for
+//!   a backend that [takes them](Backend::takes_pixels) (libtorch), the image as 8-bit
+//!   [`Pixels`] at source resolution with the input geometry and normalisation to make of them
+//!   on the device; the two kinds never share a run, and pixel requests batch by the size of
+//!   the input they become.
 //! - `ort.rs`: the ONNX Runtime backend ([`OrtBackend`]). Tests use fakes.
 //! - `torch.rs` (feature `torch`): the libtorch backend (`TorchBackend`), a TorchScript export
 //!   with its side file (`side_file.rs`: [`TorchScriptSideFile`], written by the trainer);
@@ -61,7 +65,7 @@ mod worker;
 mod tests;
 
 pub use self::ort::{ORT_MAX_BATCH, OrtBackend};
-pub use backend::{Backend, LoadError, Loader, ModelInfo, Tensor, TensorInfo};
+pub use backend::{Backend, Inputs, LoadError, Loader, ModelInfo, Pixels, Tensor, TensorInfo};
 pub use client::Client;
 pub use error::EngineError;
 pub use key::EngineKey;

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use super::worker::lock;
 use super::*;
+use crate::contract::ModelContract;
+use crate::preprocess::{InputGeometry, Normalisation, ScaleFilter};
 use crate::runtime::{ExecutionProvider, SessionConfig};
 
 /// Longest any test waits for an answer that should come.
@@ -33,12 +35,14 @@ impl Probe {
 }
 
 /// Answers each request with three outputs: the sum of its input, the input's shape and the
-/// model's tag, after `delay`.
+/// model's tag, after `delay`. With `pixels` (models named `px*`) it takes pixel requests too,
+/// answering each with the sum of its bytes, the shape of the input it becomes and the tag.
 struct Fake {
     tag: f32,
     delay: Duration,
     probe: Arc<Probe>,
     model: ModelInfo,
+    pixels: bool,
 }
 
 impl Drop for Fake {
@@ -57,19 +61,9 @@ impl Backend for Fake {
         if batch.iter().any(|r| r[0].data[0] == POISON) {
             return Err("poisoned input".into());
         }
-        let values = |v: Vec<f32>| Tensor {
-            shape: vec![v.len()],
-            data: v,
-        };
         Ok(batch
             .iter()
-            .map(|r| {
-                vec![
-                    values(vec![r[0].data.iter().sum()]),
-                    values(r[0].shape.iter().map(|&d| d as f32).collect()),
-                    values(vec![self.tag]),
-                ]
-            })
+            .map(|r| self.answer(r[0].data.iter().sum(), &r[0].shape))
             .collect())
     }
 
@@ -79,6 +73,34 @@ impl Backend for Fake {
 
     fn model(&self) -> &ModelInfo {
         &self.model
+    }
+
+    fn takes_pixels(&self) -> bool {
+        self.pixels
+    }
+
+    fn run_pixels(&mut self, batch: &[&Pixels]) -> Result<Vec<Vec<Tensor>>, String> {
+        thread::sleep(self.delay);
+        lock(&self.probe.batches).push(batch.len());
+        Ok(batch
+            .iter()
+            .map(|p| self.answer(p.rgb.iter().map(|&b| f32::from(b)).sum(), &p.shape()))
+            .collect())
+    }
+}
+
+impl Fake {
+    /// The three outputs of one request: `sum`, `shape` and the model's tag.
+    fn answer(&self, sum: f32, shape: &[usize]) -> Vec<Tensor> {
+        let values = |v: Vec<f32>| Tensor {
+            shape: vec![v.len()],
+            data: v,
+        };
+        vec![
+            values(vec![sum]),
+            values(shape.iter().map(|&d| d as f32).collect()),
+            values(vec![self.tag]),
+        ]
     }
 }
 
@@ -112,6 +134,7 @@ fn fake_loader(probe: &Arc<Probe>, delay: Duration) -> Arc<Loader> {
                 outputs: vec![tensor("sum"), tensor("shape"), tensor("tag")],
                 ..ModelInfo::default()
             },
+            pixels: name.starts_with("px"),
         }) as Box<dyn Backend>)
     })
 }
@@ -125,9 +148,18 @@ fn key(name: &str) -> EngineKey {
 
 /// A client of `/fake/a.onnx` in a registry of its own, and what its backend does.
 fn lone_client(delay: Duration, options: ClientOptions) -> (Client, Arc<Probe>) {
+    client_of("a", delay, options)
+}
+
+/// [`lone_client`] of `/fake/px.onnx`, whose backend takes pixels.
+fn pixel_client(options: ClientOptions) -> (Client, Arc<Probe>) {
+    client_of("px", Duration::ZERO, options)
+}
+
+fn client_of(name: &str, delay: Duration, options: ClientOptions) -> (Client, Arc<Probe>) {
     let probe = Arc::new(Probe::default());
     let loader = fake_loader(&probe, delay);
-    let client = Registry::new().client(key("a"), loader, options).unwrap();
+    let client = Registry::new().client(key(name), loader, options).unwrap();
     (client, probe)
 }
 
@@ -565,6 +597,110 @@ fn a_bad_request_is_refused_without_reaching_the_model() {
         }
     );
     assert!(probe.batches().is_empty());
+}
+
+/// A `w`×`h` image of bytes `value`, to become a `[3, input.1, input.0]` input.
+fn pixels(value: u8, (w, h): (usize, usize), input: (usize, usize)) -> Inputs {
+    let geometry = InputGeometry {
+        width: input.0,
+        height: input.1,
+        ..InputGeometry::for_frame(w, h, input.0.max(input.1))
+    };
+    Inputs::Pixels(Pixels {
+        rgb: vec![value; 3 * w * h],
+        width: w,
+        height: h,
+        geometry,
+        filter: ScaleFilter::Nearest,
+        normalisation: Normalisation::for_contract(&ModelContract::default()),
+    })
+}
+
+#[test]
+fn pixel_requests_batch_by_input_size_whatever_their_source_size_and_never_with_tensors() {
+    let (client, probe) = pixel_client(batched(8, Duration::ZERO));
+    assert!(client.engine().takes_pixels());
+    // Sources of three sizes becoming 64×36 inputs, a 32×32 one, and a tensor of 64×36.
+    let requests = vec![
+        pixels(1, (1920, 1080), (64, 36)),
+        pixels(2, (640, 360), (64, 36)),
+        pixels(3, (10, 10), (32, 32)),
+        Inputs::Tensors(slot(4.0, 64, 36)),
+        pixels(5, (128, 72), (64, 36)),
+    ];
+    let tickets = client.submit_inputs(requests);
+    let answers: Vec<Done> = tickets.iter().map(|t| t.wait(WAIT).unwrap()).collect();
+    let sums: Vec<f32> = answers.iter().map(|d| d.outputs[0].data[0]).collect();
+    assert_eq!(
+        sums,
+        [
+            3.0 * 1920.0 * 1080.0,
+            2.0 * 3.0 * 640.0 * 360.0,
+            3.0 * 3.0 * 100.0,
+            4.0,
+            5.0 * 3.0 * 128.0 * 72.0
+        ]
+    );
+    assert_eq!(answers[0].outputs[1].data, [3.0, 36.0, 64.0]);
+    let lens: Vec<usize> = answers.iter().map(|d| d.batch_len).collect();
+    assert_eq!(lens, [3, 3, 1, 1, 3]);
+    assert_eq!(probe.batches(), [3, 1, 1]);
+    // Each gets its own inputs back: pixels as pixels, tensors as tensors.
+    assert_eq!(answers[1].pixels.as_ref().map(|p| p.width), Some(640));
+    assert!(answers[1].inputs.is_empty());
+    assert!(answers[3].pixels.is_none());
+    assert_eq!(answers[3].inputs[0].shape, [3, 36, 64]);
+}
+
+#[test]
+fn a_pixel_request_to_a_backend_of_tensors_is_refused_and_tensors_run_as_before() {
+    // The fake of `a` takes tensors only, as ONNX Runtime does.
+    let (client, probe) = lone_client(Duration::ZERO, batched(4, Duration::ZERO));
+    assert!(!client.engine().takes_pixels());
+    let tickets = client.submit_inputs(vec![
+        pixels(1, (8, 8), (32, 32)),
+        Inputs::Tensors(slot(2.0, 4, 4)),
+        Inputs::Tensors(slot(3.0, 4, 4)),
+    ]);
+    match tickets[0].wait(WAIT) {
+        Err(EngineError::BadPixels(why)) => assert!(why.contains("f32 tensors only"), "{why}"),
+        other => panic!("pixels to a tensor backend: {other:?}"),
+    }
+    assert_eq!(sum(tickets[1].wait(WAIT).unwrap()), [2.0]);
+    let done = tickets[2].wait(WAIT).unwrap();
+    assert_eq!((done.outputs[0].data[0], done.batch_len), (3.0, 2));
+    assert!(done.pixels.is_none());
+    assert_eq!(probe.batches(), [2]);
+}
+
+#[test]
+fn bad_pixels_are_refused_without_reaching_the_model() {
+    let (client, probe) = pixel_client(ClientOptions::default());
+    let Inputs::Pixels(good) = pixels(1, (8, 8), (32, 32)) else {
+        unreachable!()
+    };
+    let mut short = good.clone();
+    short.rgb.pop();
+    let mut too_large = good.clone();
+    too_large.geometry.content_width = 33;
+    let mut no_order = good.clone();
+    no_order.normalisation.color_of_channel = [0, 0, 2];
+    for (bad, says) in [
+        (short, "3 RGB bytes per pixel"),
+        (too_large, "does not fit"),
+        (no_order, "not R, G and B once each"),
+    ] {
+        match client.submit_inputs(vec![bad.into()])[0].wait(WAIT) {
+            Err(EngineError::BadPixels(why)) => assert!(why.contains(says), "{why}"),
+            other => panic!("expected a refusal saying '{says}': {other:?}"),
+        }
+    }
+    assert!(probe.batches().is_empty());
+    assert!(
+        client.submit_inputs(vec![good.into()])[0]
+            .wait(WAIT)
+            .is_ok()
+    );
 }
 
 #[test]

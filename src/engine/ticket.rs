@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, sync_channel};
 use std::time::Duration;
 
-use super::backend::{ModelInfo, Tensor};
+use super::backend::{Inputs, ModelInfo, Pixels, Tensor};
 use super::error::EngineError;
 
 /// A finished request.
@@ -13,8 +13,11 @@ use super::error::EngineError;
 pub struct Done {
     /// One tensor per model output, in [`ModelInfo::outputs`] order.
     pub outputs: Vec<Tensor>,
-    /// The submitted inputs, given back so their buffers can be reused.
+    /// The submitted inputs, given back so their buffers can be reused (empty for a
+    /// [`Pixels`] request).
     pub inputs: Vec<Tensor>,
+    /// The submitted [`Pixels`] of a pixel request, given back likewise.
+    pub pixels: Option<Pixels>,
     /// The model that produced `outputs`: read them by this one, also after a swap.
     pub model: Arc<ModelInfo>,
     /// How many requests shared the run.
@@ -22,7 +25,7 @@ pub struct Done {
 }
 
 /// What the worker sends back: outputs, the inputs given back, and the batch's length.
-pub(super) type Reply = Result<(Vec<Tensor>, Vec<Tensor>, usize), EngineError>;
+pub(super) type Reply = Result<(Vec<Tensor>, Inputs, usize), EngineError>;
 
 /// Counts a request in its client's in-flight count until it is answered or dropped.
 pub(super) struct InFlight(Arc<AtomicUsize>);
@@ -71,11 +74,18 @@ impl Ticket {
     }
 
     fn done(&self, reply: Reply) -> Result<Done, EngineError> {
-        reply.map(|(outputs, inputs, batch_len)| Done {
-            outputs,
-            inputs,
-            model: Arc::clone(&self.model),
-            batch_len,
+        reply.map(|(outputs, inputs, batch_len)| {
+            let (inputs, pixels) = match inputs {
+                Inputs::Tensors(tensors) => (tensors, None),
+                Inputs::Pixels(pixels) => (Vec::new(), Some(pixels)),
+            };
+            Done {
+                outputs,
+                inputs,
+                pixels,
+                model: Arc::clone(&self.model),
+                batch_len,
+            }
         })
     }
 

@@ -3,9 +3,30 @@
 //! the CPU or on CUDA `device_id`, with the requests of a batch side by side along the first
 //! dimension like [`OrtBackend`](super::OrtBackend), in FP16 where asked.
 //!
-//! Inputs arrive as the engine's f32 tensors (the client has scaled and normalised the frame);
-//! the batch is copied to the device once per run. FP16 casts the input on the device; the
-//! export casts its weights to the input's type (`type_as`), so one archive serves both.
+//! The backend [takes pixels](Backend::takes_pixels): a client (the detector) sends each crop
+//! as 8-bit RGB [`Pixels`] at its source resolution, and the input is made on the device
+//! ([`PixelStage`]): the batch's bytes go up in one copy, then per request the bytes become
+//! floats, are scaled to the request's content size with the request's filter, put in the
+//! model's channel order, normalised (`(colour − mean) / std`, from the contract the client
+//! read: the side file's metadata) and written into its slot of a zeroed `[n, 3, H, W]` input
+//! (zero = the padding of the CPU path). Requests batch by input size, whatever their source
+//! sizes. So a 1080p frame costs the CPU a copy (or one YUV → RGB pass), not a resize.
+//!
+//! The filters match the CPU path ([`Preprocessor`](crate::preprocess::Preprocessor)):
+//! `Nearest` (the default `scale-filter`) is libtorch's `nearest-exact`, which picks the source
+//! pixel whose centre is nearest, the CPU path's rule (computed in f32 rather than f64, so a
+//! column exactly between two pixels may, rarely, take the other one); `Bilinear` is
+//! `upsample_bilinear2d` without corner alignment and without antialiasing, the 2×2 half-pixel
+//! interpolation the CPU path's `fast_image_resize` does (OpenCV's INTER_LINEAR). One
+//! difference: the CPU path rounds the scaled image to bytes before normalising, the device
+//! keeps floats, so values differ by up to half a colour step (× 1/std). YUV frames differ a
+//! little more: the CPU path scales the Y, U and V planes and converts at the small size, here
+//! the frame is converted at source resolution (each chroma sample covering its 2×2 block) and
+//! the RGB image scaled. The parity tests (`tests/torch_parity.rs`) bound both.
+//!
+//! f32 tensors are still taken as the engine's other kind of request: the batch is copied to
+//! the device once per run. FP16 casts the input on the device; the export casts its weights
+//! to the input's type (`type_as`), so one archive serves both.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -13,9 +34,12 @@ use std::sync::OnceLock;
 
 use tch::{CModule, Device, IValue, Kind, Tensor as TchTensor};
 
-use super::backend::{Backend, LoadError, ModelInfo, Tensor, TensorInfo, check_batch};
+use super::backend::{
+    Backend, LoadError, ModelInfo, Pixels, Tensor, TensorInfo, check_batch, check_pixel_batch,
+};
 use super::key::EngineKey;
 use super::side_file::{TORCHSCRIPT_FORMAT, TorchScriptSideFile, torchscript_paths};
+use crate::preprocess::{Normalisation, ScaleFilter};
 use crate::runtime::{ExecutionProvider, SessionConfig};
 
 /// Requests per libtorch run at most, whatever the clients' `batch_size`: a run's working
@@ -36,6 +60,8 @@ pub struct TorchBackend {
     model: ModelInfo,
     /// Per input, the batch's values side by side (reused from run to run).
     staging: Vec<Vec<f32>>,
+    /// What pixel requests need on the device (reused from run to run).
+    pixels: PixelStage,
     /// The module returns one tensor holding the outputs side by side along its last axis,
     /// each this wide ([`TorchScriptSideFile::packed_outputs`]).
     packed: Option<Vec<i64>>,
@@ -104,6 +130,7 @@ impl TorchBackend {
             kind,
             model,
             staging: Vec::new(),
+            pixels: PixelStage::default(),
             packed,
             warnings,
         })
@@ -142,7 +169,25 @@ impl TorchBackend {
                 .map_err(|e| e.to_string())?;
             args.push(IValue::Tensor(input));
         }
-        let out = self.module.forward_is(&args).map_err(|e| e.to_string())?;
+        self.forward(&args, n)
+    }
+
+    /// One forward run of a batch of pixel requests of one input size: the input made on the
+    /// device ([`PixelStage::input`]), then as [`TorchBackend::run_batch`].
+    fn run_pixel_batch(&mut self, batch: &[&Pixels]) -> Result<Vec<Vec<Tensor>>, String> {
+        let _no_grad = tch::no_grad_guard();
+        let input = self
+            .pixels
+            .input(batch, self.device)
+            .and_then(|t| t.f_to_kind(self.kind))
+            .map_err(|e| format!("making the input of the pixels on {:?}: {e}", self.device))?;
+        self.forward(&[IValue::Tensor(input)], batch.len())
+    }
+
+    /// Runs the module on `args` (a batch of `n`) and cuts each output into one tensor per
+    /// request, on the host.
+    fn forward(&mut self, args: &[IValue], n: usize) -> Result<Vec<Vec<Tensor>>, String> {
+        let out = self.module.forward_is(args).map_err(|e| e.to_string())?;
         let mut tensors = output_tensors(out)?;
         if let (Some(widths), [one]) = (&self.packed, tensors.as_slice()) {
             tensors = one.f_split_with_sizes(widths.as_slice(), -1).map_err(|e| {
@@ -185,6 +230,114 @@ impl TorchBackend {
             }
         }
         Ok(per_request)
+    }
+}
+
+/// What pixel requests need on the device, kept from run to run: the host buffer the batch's
+/// bytes are gathered in for their one upload, and the device copies of the normalisations met.
+#[derive(Default)]
+pub(super) struct PixelStage {
+    bytes: Vec<u8>,
+    norms: Vec<DeviceNormalisation>,
+}
+
+/// One [`Normalisation`] on a device: the colour of each input channel as an index, and
+/// `(colour − mean) · inv_std` as one multiply-add (`offset + colour · scale`).
+struct DeviceNormalisation {
+    of: Normalisation,
+    device: Device,
+    channels: TchTensor,
+    scale: TchTensor,
+    offset: TchTensor,
+}
+
+impl PixelStage {
+    /// The f32 model input `[n, 3, H, W]` on `device` of `batch` (pixel requests of one input
+    /// size, checked): see the module documentation.
+    pub(super) fn input(
+        &mut self,
+        batch: &[&Pixels],
+        device: Device,
+    ) -> Result<TchTensor, tch::TchError> {
+        let [_, h, w] = batch[0].shape().map(|d| d as i64);
+        self.bytes.clear();
+        for p in batch {
+            self.bytes.extend_from_slice(&p.rgb);
+        }
+        // One host → device copy for the whole batch.
+        let bytes = TchTensor::f_from_slice(&self.bytes)?.f_to_device(device)?;
+        let input = TchTensor::f_zeros([batch.len() as i64, 3, h, w], (Kind::Float, device))?;
+        let mut start = 0;
+        for (i, p) in batch.iter().enumerate() {
+            let len = p.rgb.len() as i64;
+            let (sw, sh) = (p.width as i64, p.height as i64);
+            let image = bytes
+                .f_narrow(0, start, len)?
+                .f_view([1, sh, sw, 3])?
+                .f_permute([0, 3, 1, 2])?
+                .f_to_kind(Kind::Float)?;
+            start += len;
+            let g = p.geometry;
+            let (cw, ch) = (g.content_width as i64, g.content_height as i64);
+            let scaled = if (cw, ch) == (sw, sh) {
+                image
+            } else {
+                match p.filter {
+                    ScaleFilter::Nearest => {
+                        image.f_internal_upsample_nearest_exact2d([ch, cw], None::<f64>, None)?
+                    }
+                    ScaleFilter::Bilinear => {
+                        image.f_upsample_bilinear2d([ch, cw], false, None::<f64>, None)?
+                    }
+                }
+            };
+            let norm = self.normalisation(&p.normalisation, device)?;
+            let values = norm
+                .offset
+                .f_addcmul(&scaled.f_index_select(1, &norm.channels)?, &norm.scale)?;
+            let mut slot = input
+                .f_narrow(0, i as i64, 1)?
+                .f_narrow(2, 0, ch)?
+                .f_narrow(3, 0, cw)?;
+            slot.f_copy_(&values)?;
+        }
+        Ok(input)
+    }
+
+    /// `of` on `device`, made once (an engine's clients share one model, so one contract).
+    fn normalisation(
+        &mut self,
+        of: &Normalisation,
+        device: Device,
+    ) -> Result<&DeviceNormalisation, tch::TchError> {
+        let found = self
+            .norms
+            .iter()
+            .position(|n| n.of == *of && n.device == device);
+        let index = match found {
+            Some(index) => index,
+            None => {
+                let per_channel = |v: [f32; 3]| {
+                    TchTensor::f_from_slice(&v)?
+                        .f_view([1, 3, 1, 1])?
+                        .f_to_device(device)
+                };
+                let offset = std::array::from_fn(|c| -of.mean[c] * of.inv_std[c]);
+                let channels = of.color_of_channel.map(|c| c as i64);
+                if self.norms.len() >= 4 {
+                    self.norms.clear();
+                }
+                self.norms.push(DeviceNormalisation {
+                    of: *of,
+                    device,
+                    channels: TchTensor::f_from_slice(&channels)?.f_to_device(device)?,
+                    scale: per_channel(of.inv_std)?,
+                    offset: per_channel(offset)?,
+                });
+                self.norms.len() - 1
+            }
+        };
+        Ok(&self.norms[index])
     }
 }
 
@@ -322,11 +475,209 @@ impl Backend for TorchBackend {
         TORCH_MAX_BATCH
     }
 
+    fn takes_pixels(&self) -> bool {
+        // A model of one image input; other models get f32 tensors.
+        self.model.inputs.len() == 1
+    }
+
+    fn run_pixels(&mut self, batch: &[&Pixels]) -> Result<Vec<Vec<Tensor>>, String> {
+        if !check_pixel_batch(batch)? {
+            return Ok(Vec::new());
+        }
+        self.run_pixel_batch(batch)
+    }
+
     fn model(&self) -> &ModelInfo {
         &self.model
     }
 
     fn warnings(&self) -> Vec<String> {
         self.warnings.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The input made on the device (here the CPU device: the same libtorch kernels' CPU
+    //! versions, the same arithmetic) against the CPU preprocessing of the same crop.
+    use super::*;
+    use crate::contract::{ColorOrder, ModelContract};
+    use crate::preprocess::{Frame, InputGeometry, PixelLayout, Plane, Preprocessor, YuvMatrix};
+
+    /// A `w`×`h` BGRx frame (rows padded by `padding` bytes) of seeded varied bytes:
+    /// neighbouring pixels unrelated, the hardest case for interpolation differences.
+    fn bgrx(w: usize, h: usize, padding: usize, seed: u32) -> (Vec<u8>, usize) {
+        let stride = 4 * w + padding;
+        let mut state = seed.wrapping_mul(2_654_435_761).max(1);
+        let data = (0..stride * h)
+            .map(|_| {
+                // xorshift32
+                state ^= state << 13;
+                state ^= state >> 17;
+                state ^= state << 5;
+                (state >> 24) as u8
+            })
+            .collect();
+        (data, stride)
+    }
+
+    fn frame<'a>(planes: &'a [Plane<'a>], w: usize, h: usize) -> Frame<'a> {
+        Frame {
+            layout: PixelLayout::Bgrx,
+            width: w,
+            height: h,
+            planes,
+            matrix: YuvMatrix::BT601,
+        }
+    }
+
+    /// The crop as the detector sends it to a backend that takes pixels.
+    fn pixels(frame: &Frame, g: InputGeometry, filter: ScaleFilter, c: &ModelContract) -> Pixels {
+        let mut rgb = Vec::new();
+        frame.to_rgb(&mut rgb).unwrap();
+        Pixels {
+            rgb,
+            width: frame.width,
+            height: frame.height,
+            geometry: g,
+            filter,
+            normalisation: Normalisation::for_contract(c),
+        }
+    }
+
+    fn cpu(frame: &Frame, g: InputGeometry, filter: ScaleFilter, c: &ModelContract) -> Vec<f32> {
+        let mut slot = vec![0.0; g.slot_len()];
+        Preprocessor::new()
+            .fill(frame, g, c, filter, &mut slot)
+            .unwrap();
+        slot
+    }
+
+    fn device(batch: &[&Pixels]) -> Vec<Vec<f32>> {
+        let input = PixelStage::default().input(batch, Device::Cpu).unwrap();
+        let [_, h, w] = batch[0].shape();
+        assert_eq!(input.size(), [batch.len() as i64, 3, h as i64, w as i64]);
+        let values = Vec::<f32>::try_from(input.flatten(0, -1)).unwrap();
+        values
+            .chunks_exact(3 * h * w)
+            .map(<[f32]>::to_vec)
+            .collect()
+    }
+
+    /// Largest and mean absolute difference.
+    fn diff(a: &[f32], b: &[f32]) -> (f32, f32) {
+        assert_eq!(a.len(), b.len());
+        let worst = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max);
+        let sum: f32 = a.iter().zip(b).map(|(x, y)| (x - y).abs()).sum();
+        (worst, sum / a.len() as f32)
+    }
+
+    /// A contract whose std is not 1, so the scale is exercised too.
+    fn scaled_contract() -> ModelContract {
+        ModelContract {
+            color_order: ColorOrder::Rgb,
+            mean: [123.7, 116.3, 103.5],
+            std: [58.4, 57.1, 57.4],
+            ..Default::default()
+        }
+    }
+
+    /// Device against CPU with `filter` on 1080p to 640 (the detector's default), an odd size
+    /// to an odd size, and an upscale (a tile at scale 2), each with the default contract and
+    /// one whose std is not 1: `(case, largest difference, mean difference, one colour step
+    /// after normalisation)` per case. Frames with rows padded by `padding` bytes.
+    fn compare(filter: ScaleFilter, padding: usize) -> Vec<(String, f32, f32, f32)> {
+        let mut results = Vec::new();
+        for (w, h, g) in [
+            (1920, 1080, InputGeometry::for_frame(1920, 1080, 640)),
+            (333, 257, InputGeometry::for_frame(333, 257, 200)),
+            (100, 60, InputGeometry::scaled(100, 60, 2.0)),
+        ] {
+            let (data, stride) = bgrx(w, h, padding, (w * h) as u32);
+            let planes = [Plane {
+                data: &data,
+                stride,
+            }];
+            let frame = frame(&planes, w, h);
+            for contract in [ModelContract::default(), scaled_contract()] {
+                let step = contract.std.iter().map(|s| 1.0 / s).fold(0.0, f32::max);
+                let p = pixels(&frame, g, filter, &contract);
+                let on_device = device(&[&p]).remove(0);
+                let on_cpu = cpu(&frame, g, filter, &contract);
+                let (worst, mean) = diff(&on_device, &on_cpu);
+                let case = format!("{w}×{h} → {g:?}, std {:?}", contract.std);
+                results.push((case, worst, mean, step));
+            }
+        }
+        results
+    }
+
+    #[test]
+    fn nearest_on_the_device_equals_the_cpu_preprocessing() {
+        // Nearest picks the same source pixel on both (the same rule), so the values agree up
+        // to f32 rounding of the normalisation (x·s − m·s against (x − m)·s: a few ulps of
+        // values below 5, so 1e-5).
+        for (case, worst, _, _) in compare(ScaleFilter::Nearest, 8) {
+            assert!(worst <= 1e-5, "{case}: differs by {worst}");
+        }
+    }
+
+    #[test]
+    fn bilinear_on_the_device_is_within_one_colour_step_of_the_cpu_preprocessing() {
+        // The CPU scales bytes to bytes (rounding: ≤ 0.5 step; its fixed-point weights: up to
+        // 0.5 more), the device keeps floats: at most one colour step apart (+ f32 rounding),
+        // times 1/std after normalisation; on average rounding's 0.25 and a little (measured:
+        // 0.30 to 0.36 on these maximally sharp images; 0 at the integer factor of 1080p → 640,
+        // where both sample pixel centres). Rows without padding here: with padded rows the CPU
+        // scaler, reading the plane as a wider image, blends the row padding into the last
+        // column when upscaling (the device clamps at the image's edge).
+        for (case, worst, mean, step) in compare(ScaleFilter::Bilinear, 0) {
+            assert!(
+                worst <= step + 1e-3,
+                "{case}: differs by {worst} (> one step {step})"
+            );
+            assert!(mean <= 0.4 * step, "{case}: mean difference {mean}");
+        }
+    }
+
+    #[test]
+    fn requests_of_other_source_sizes_share_one_input_each_in_its_own_slot() {
+        // Two crops of different sizes whose inputs are both 64×64: one batch, each slot
+        // what that crop gives alone, padding zero.
+        let contract = ModelContract::default();
+        let (a, sa) = bgrx(120, 80, 8, 1);
+        let (b, sb) = bgrx(64, 30, 8, 2);
+        let pa_planes = [Plane {
+            data: &a,
+            stride: sa,
+        }];
+        let pb_planes = [Plane {
+            data: &b,
+            stride: sb,
+        }];
+        let (fa, fb) = (frame(&pa_planes, 120, 80), frame(&pb_planes, 64, 30));
+        let ga = InputGeometry::for_frame(120, 80, 64);
+        let gb = InputGeometry::for_frame(64, 30, 0);
+        assert_eq!((ga.width, ga.height), (64, 43));
+        let gb = InputGeometry {
+            width: ga.width,
+            height: ga.height,
+            ..gb
+        };
+        let pa = pixels(&fa, ga, ScaleFilter::Nearest, &contract);
+        let pb = pixels(&fb, gb, ScaleFilter::Nearest, &contract);
+        assert_eq!(pa.shape(), pb.shape());
+        let batch = device(&[&pa, &pb]);
+        assert_eq!(batch[0], device(&[&pa])[0]);
+        assert_eq!(batch[1], device(&[&pb])[0]);
+        let (worst, _) = diff(&batch[1], &cpu(&fb, gb, ScaleFilter::Nearest, &contract));
+        assert!(worst <= 1e-5, "differs by {worst}");
+        // Rows below the 30-row content of the second request are padding.
+        let w = gb.width;
+        assert!(batch[1][30 * w..gb.height * w].iter().all(|v| *v == 0.0));
     }
 }

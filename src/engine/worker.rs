@@ -9,7 +9,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::backend::{Backend, ModelInfo, Tensor, same_shapes};
+use super::backend::{Backend, Inputs, ModelInfo, Pixels, Tensor};
 use super::error::EngineError;
 use super::key::EngineKey;
 use super::ticket::{InFlight, Reply, Ticket};
@@ -54,7 +54,7 @@ pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 struct Request {
-    inputs: Vec<Tensor>,
+    inputs: Inputs,
     batch_size: usize,
     /// Submission + the client's batch timeout.
     deadline: Instant,
@@ -105,6 +105,8 @@ pub struct Engine {
     model: Arc<ModelInfo>,
     warnings: Vec<String>,
     max_batch: usize,
+    /// [`Backend::takes_pixels`] of the backend.
+    takes_pixels: bool,
     shared: Arc<Shared>,
     worker: Option<JoinHandle<()>>,
 }
@@ -115,6 +117,7 @@ impl Engine {
         let model = Arc::new(backend.model().clone());
         let warnings = backend.warnings();
         let max_batch = backend.max_batch().max(1);
+        let takes_pixels = backend.takes_pixels();
         let shared = Arc::new(Shared::default());
         let for_worker = Arc::clone(&shared);
         let worker = std::thread::Builder::new()
@@ -130,6 +133,7 @@ impl Engine {
             model,
             warnings,
             max_batch,
+            takes_pixels,
             shared,
             worker,
         }
@@ -153,6 +157,13 @@ impl Engine {
         self.max_batch
     }
 
+    /// Whether the backend makes the model input of [`Pixels`] itself (on its device), so a
+    /// client may send those instead of f32 tensors ([`Backend::takes_pixels`]). Fixed for the
+    /// life of the engine; a swap brings another engine, so a client asks per frame.
+    pub fn takes_pixels(&self) -> bool {
+        self.takes_pixels
+    }
+
     /// Requests waiting (not yet running).
     pub fn queued(&self) -> usize {
         lock(&self.shared.state).queue.len()
@@ -169,7 +180,11 @@ impl Engine {
 
     /// Why `inputs` cannot go to this model, if they cannot: caught here, so a bad request
     /// never reaches the backend (nor fails the batch it would have joined).
-    fn refuse(&self, inputs: &[Tensor]) -> Option<EngineError> {
+    fn refuse(&self, inputs: &Inputs) -> Option<EngineError> {
+        let inputs = match inputs {
+            Inputs::Tensors(tensors) => tensors,
+            Inputs::Pixels(pixels) => return self.refuse_pixels(pixels),
+        };
         let expected = self.model.inputs.len();
         if inputs.len() != expected {
             return Some(EngineError::InputCount {
@@ -188,16 +203,33 @@ impl Engine {
         })
     }
 
+    /// [`Engine::refuse`] for a pixel request: the backend must take pixels, the model have one
+    /// input, the pixels be what they say.
+    fn refuse_pixels(&self, pixels: &Pixels) -> Option<EngineError> {
+        if !self.takes_pixels {
+            return Some(EngineError::BadPixels(
+                "this engine's backend takes f32 tensors only (Engine::takes_pixels is false): \
+                 preprocess the image into a tensor"
+                    .into(),
+            ));
+        }
+        let expected = self.model.inputs.len();
+        if expected != 1 {
+            return Some(EngineError::InputCount { expected, got: 1 });
+        }
+        pixels.problem().map(EngineError::BadPixels)
+    }
+
     /// Queues `requests` together (one lock, so the worker sees them all at once); with
     /// `only_if_room`, refuses (giving the inputs back) unless the queue then holds no more
     /// than a batch's worth for this client (more than a batch: unless the queue is empty).
     pub(super) fn enqueue(
         &self,
-        requests: Vec<Vec<Tensor>>,
+        requests: Vec<Inputs>,
         options: &ClientOptions,
         in_flight: &Arc<AtomicUsize>,
         only_if_room: bool,
-    ) -> Result<Vec<Ticket>, Vec<Vec<Tensor>>> {
+    ) -> Result<Vec<Ticket>, Vec<Inputs>> {
         let mut state = lock(&self.shared.state);
         if only_if_room {
             state.queue.retain(|r| !r.cancelled.load(Ordering::SeqCst));
@@ -252,10 +284,31 @@ impl Drop for Engine {
 /// The worker: batch, run, answer, until the engine stops.
 fn work(shared: &Shared, mut backend: Box<dyn Backend>, max_batch: usize) {
     while let Some(batch) = next_batch(shared, max_batch) {
-        let inputs: Vec<&[Tensor]> = batch.iter().map(|r| r.inputs.as_slice()).collect();
+        // A batch is of one kind (`Inputs::batch_with`): tensors or pixels.
+        let tensors: Vec<&[Tensor]> = batch
+            .iter()
+            .filter_map(|r| match &r.inputs {
+                Inputs::Tensors(t) => Some(t.as_slice()),
+                Inputs::Pixels(_) => None,
+            })
+            .collect();
+        let pixels: Vec<&Pixels> = batch
+            .iter()
+            .filter_map(|r| match &r.inputs {
+                Inputs::Pixels(p) => Some(p),
+                Inputs::Tensors(_) => None,
+            })
+            .collect();
+        let run = |backend: &mut Box<dyn Backend>| {
+            if pixels.is_empty() {
+                backend.run(&tensors)
+            } else {
+                backend.run_pixels(&pixels)
+            }
+        };
         // A backend that panics fails its batch, not the engine: the next batch runs.
         let started = Instant::now();
-        let outcome = match catch_unwind(AssertUnwindSafe(|| backend.run(&inputs))) {
+        let outcome = match catch_unwind(AssertUnwindSafe(|| run(&mut backend))) {
             Ok(Ok(outputs)) if outputs.len() == batch.len() => Ok(outputs),
             Ok(Ok(outputs)) => Err(format!(
                 "the model gave {} outputs for {} inputs",
@@ -269,7 +322,7 @@ fn work(shared: &Shared, mut backend: Box<dyn Backend>, max_batch: usize) {
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .map_or_else(|| "the model panicked".into(), |m| format!("panic: {m}"))),
         };
-        drop(inputs);
+        drop((tensors, pixels));
         shared
             .busy_ns
             .fetch_add(started.elapsed().as_nanos() as u64, Ordering::SeqCst);
@@ -294,9 +347,9 @@ fn work(shared: &Shared, mut backend: Box<dyn Backend>, max_batch: usize) {
     lock(&shared.state).queue.clear();
 }
 
-/// The next batch: the oldest live request, plus later live requests of its input shapes,
-/// until the batch is as large as every member allows or the earliest member's deadline has
-/// passed. `None` once the engine stops.
+/// The next batch: the oldest live request, plus later live requests of its kind and input
+/// shapes ([`Inputs::batch_with`]), until the batch is as large as every member allows or the
+/// earliest member's deadline has passed. `None` once the engine stops.
 fn next_batch(shared: &Shared, max_batch: usize) -> Option<Vec<Request>> {
     let mut state = lock(&shared.state);
     let mut batch: Vec<Request> = Vec::new();
@@ -314,9 +367,7 @@ fn next_batch(shared: &Shared, max_batch: usize) -> Option<Vec<Request>> {
         let mut i = 0;
         while i < state.queue.len() && batch.len() < cap {
             let r = &state.queue[i];
-            let fits = batch
-                .first()
-                .is_none_or(|f| same_shapes(&f.inputs, &r.inputs))
+            let fits = batch.first().is_none_or(|f| f.inputs.batch_with(&r.inputs))
                 && batch.len() < r.batch_size;
             if fits {
                 let r = state.queue.remove(i).expect("index is in the queue");
