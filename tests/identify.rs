@@ -349,3 +349,23 @@ fn a_missing_library_or_model_fails_the_start_with_what_to_do() {
     .expect("a missing model is an error");
     assert!(err.contains("/nonexistent.onnx"), "{err}");
 }
+
+#[test]
+fn names_survive_videoscale_before_and_after_identification() {
+    // GStreamer 1.22's videoscale drops ROI params: identify reads the faces (and landmarks) of
+    // a scaled frame from the backup meta, and its names reach past a second scaling.
+    let lib = library(false);
+    let frames = faces_of(
+        "face_noface.mov",
+        &format!(
+            "retinafacedetect ! retinafacetrack ! videoscale ! video/x-raw,width=640,height=360 ! retinafaceidentify library={} ! videoscale ! video/x-raw,width=480,height=270",
+            lib.path().display()
+        ),
+    );
+    let (total, named) = named_after_first_second(&frames, "Man");
+    assert!(total >= 30, "the man is tracked on {total} frames only");
+    assert!(
+        named as f64 >= 0.99 * total as f64,
+        "named on {named} of {total} tracked frames"
+    );
+}
