@@ -164,11 +164,11 @@ fn async_detection_then_track_then_identify_names_the_person() {
 }
 
 #[test]
-fn untracked_faces_are_identified_frame_by_frame_and_names_reach_the_json_lines() {
+fn untracked_faces_are_identified_frame_by_frame_and_names_reach_json_lines_and_messages() {
     let lib = library(false);
     let json = tempfile::NamedTempFile::new().unwrap();
     let description = format!(
-        "filesrc location={} ! decodebin ! videoconvert ! videorate ! video/x-raw,framerate=5/1 ! retinafacedetect ! retinafaceidentify library={} ! retinafacejson location={} ! appsink name=sink",
+        "filesrc location={} ! decodebin ! videoconvert ! videorate ! video/x-raw,framerate=5/1 ! retinafacedetect ! retinafaceidentify library={} post-messages=true ! retinafacejson location={} ! appsink name=sink",
         media("face_noface.mov"),
         lib.path().display(),
         json.path().display()
@@ -197,6 +197,32 @@ fn untracked_faces_are_identified_frame_by_frame_and_names_reach_the_json_lines(
         assert_eq!(name, "Man");
         assert!(similarity.is_some_and(|s| s >= 0.5));
     }
+    // The element message of each frame names them too.
+    let messages: Vec<_> = run
+        .messages
+        .iter()
+        .filter(|m| m.name() == "retinaface-identify")
+        .collect();
+    assert_eq!(messages.len(), run.samples.len(), "one message per frame");
+    let named_in_messages = messages
+        .iter()
+        .flat_map(|m| {
+            m.get::<gst::List>("faces")
+                .unwrap()
+                .iter()
+                .cloned()
+                .collect::<Vec<_>>()
+        })
+        .filter(|f| {
+            f.get::<gst::Structure>()
+                .unwrap()
+                .get::<String>("name")
+                .ok()
+                .as_deref()
+                == Some("Man")
+        })
+        .count();
+    assert_eq!(named_in_messages, faces.len());
 }
 
 #[test]
