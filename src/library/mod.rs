@@ -24,6 +24,7 @@ mod unknown;
 use std::collections::HashSet;
 use std::fmt;
 use std::fs;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
 
 pub use cache::{Cache, Outcome, private_file};
@@ -194,6 +195,22 @@ impl Library {
     }
 }
 
+/// What the library folder `dir` holds, from the names, sizes and modification times of the
+/// photos a load would read ([`people_in`]): adding, removing or replacing a person or a photo
+/// changes it. No photo is read, so it is cheap enough to check every few seconds. `None` when
+/// the folder cannot be listed.
+pub fn fingerprint(dir: &Path) -> Option<u64> {
+    let mut hasher = DefaultHasher::new();
+    for (name, photos) in people_in(dir).ok()? {
+        name.hash(&mut hasher);
+        for path in photos {
+            let meta = fs::metadata(&path).ok();
+            (path, meta.map(|m| (m.len(), m.modified().ok()))).hash(&mut hasher);
+        }
+    }
+    Some(hasher.finish())
+}
+
 /// The people of a library folder: each sub-folder (not hidden) with its photos, both sorted by
 /// name so that loads are reproducible.
 fn people_in(dir: &Path) -> std::io::Result<Vec<(String, Vec<PathBuf>)>> {
@@ -332,6 +349,27 @@ mod tests {
             .collect();
         assert_eq!(alice, ["1.jpeg", "2.jpg"]);
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_fingerprint_follows_the_photos_a_load_reads_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |f: &str, body: &str| {
+            let p = dir.path().join(f);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(p, body).unwrap();
+        };
+        write("Alice/1.jpg", "x");
+        let first = fingerprint(dir.path()).unwrap();
+        write("Alice/notes.txt", "not a photo");
+        write(CACHE_FILE, "cache");
+        assert_eq!(fingerprint(dir.path()), Some(first));
+        write("Bob/1.png", "y");
+        let second = fingerprint(dir.path()).unwrap();
+        assert_ne!(second, first, "a person added");
+        write("Bob/1.png", "yy");
+        assert_ne!(fingerprint(dir.path()), Some(second), "a photo replaced");
+        assert_eq!(fingerprint(&dir.path().join("missing")), None);
     }
 
     #[test]

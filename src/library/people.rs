@@ -26,6 +26,13 @@ pub struct Match {
     pub similarity: f32,
 }
 
+impl Match {
+    /// Whether the match names the face at `threshold` (below it the face is unknown).
+    pub fn reaches(&self, threshold: f32) -> bool {
+        self.similarity >= threshold
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Library {
     pub people: Vec<Person>,
@@ -46,7 +53,7 @@ impl Library {
 
     /// The nearest person if the similarity reaches `threshold`; `None` = unknown.
     pub fn identify(&self, query: &Embedding, threshold: f32) -> Option<Match> {
-        self.nearest(query).filter(|m| m.similarity >= threshold)
+        self.nearest(query).filter(|m| m.reaches(threshold))
     }
 
     pub fn is_empty(&self) -> bool {

@@ -84,13 +84,13 @@ impl Tracks {
         t.best_quality = t.best_quality.max(quality);
         t.estimate = Embedding::mean(t.shots.iter().map(|(e, q)| (e, *q)));
         t.nearest = t.estimate.as_ref().and_then(|e| library.nearest(e));
-        t.nearest.as_ref().filter(|m| m.similarity >= threshold)
+        t.nearest.as_ref().filter(|m| m.reaches(threshold))
     }
 
     /// The name of `track` (`None`: unknown, or not embedded yet).
     pub fn name(&self, track: u64) -> Option<&Match> {
         self.nearest(track)
-            .filter(|m| m.similarity >= self.config.threshold)
+            .filter(|m| m.reaches(self.config.threshold))
     }
 
     /// The library's nearest person to the estimate of `track` whatever the similarity (`None`:

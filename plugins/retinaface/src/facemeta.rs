@@ -397,7 +397,9 @@ pub struct Identity<'a> {
 
 /// Adds who each face is to the face metas already on `buffer` (written by the detector or the
 /// tracker): `identities[i]` belongs to the i-th face [`read`] lists (`None`: not identified),
-/// as an `identity` param and in the backup meta. An `identity` already there is replaced.
+/// as an `identity` param and in the backup meta. Once per buffer: GStreamer cannot remove a
+/// ROI param, so a second call (a second identify element) adds a second `identity`, readers
+/// take the first, and only the backup arrays hold the newest.
 pub fn identify(buffer: &mut gst::BufferRef, identities: &[Option<Identity>]) {
     let mut by_roi_id = Vec::new();
     let faces = buffer

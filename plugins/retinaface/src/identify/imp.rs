@@ -11,8 +11,8 @@ use gst_base::subclass::prelude::*;
 use retinaface::embedding::{Embedder, Embedding};
 use retinaface::events::snapshot::face_quality;
 use retinaface::library::{
-    CROP_SIDE, DEFAULT_THRESHOLD, Library, LoadReport, Match, TrackConfig, Tracks, aligned_rgb,
-    write_unknown,
+    self, CROP_SIDE, DEFAULT_THRESHOLD, Library, LoadReport, Match, TrackConfig, Tracks,
+    aligned_rgb, write_unknown,
 };
 use retinaface::quality::{FaceBox, QualityConfig};
 use retinaface::{FaceRecord, Frame};
@@ -62,7 +62,27 @@ impl Default for Settings {
     }
 }
 
+/// What a frame needs of the settings, copied per buffer (the paths are read from the settings
+/// only when the folder is checked or a track ends).
+#[derive(Debug, Clone, Copy)]
+struct FrameSettings {
+    threshold: f32,
+    /// An unknown folder is set: each track's best crop is kept.
+    keep_crops: bool,
+    watch_library: bool,
+    post_messages: bool,
+}
+
 impl Settings {
+    fn for_frame(&self) -> FrameSettings {
+        FrameSettings {
+            threshold: self.threshold,
+            keep_crops: self.unknown_folder.is_some(),
+            watch_library: self.watch_library,
+            post_messages: self.post_messages,
+        }
+    }
+
     /// What loading the library needs; `None` without a library.
     fn request(&self) -> Option<Request> {
         Some(Request {
@@ -85,7 +105,7 @@ struct State {
     tracks: Tracks,
     info: Option<gst_video::VideoInfo>,
     background: Background,
-    /// The library folder's [`loading::fingerprint`] when it was last loaded, and when the
+    /// The library folder's [`library::fingerprint`] when it was last loaded, and when the
     /// folder was last checked (`watch-library`).
     fingerprint: Option<u64>,
     checked: Instant,
@@ -263,10 +283,11 @@ impl BaseTransformImpl for RetinaFaceIdentify {
         }
         // The first frames are matched against the library: it is loaded before they come
         // (with its cache, a large library loads in seconds).
-        let fingerprint = settings
-            .request()
-            .and_then(|r| loading::fingerprint(&r.folder));
-        let library = match settings.request() {
+        let request = settings.request();
+        let fingerprint = request
+            .as_ref()
+            .and_then(|r| library::fingerprint(&r.folder));
+        let library = match request {
             None => Library::default(),
             Some(request) => {
                 let (library, report) = loading::load(&request)
@@ -324,19 +345,19 @@ impl BaseTransformImpl for RetinaFaceIdentify {
     }
 
     fn transform_ip(&self, buf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let settings = self.settings.lock().unwrap().clone();
+        let settings = self.settings.lock().unwrap().for_frame();
         let faces = facemeta::read(buf);
         let mut guard = self.state.lock().unwrap();
         let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
         self.take_reloaded(state);
         if settings.watch_library {
-            self.watch(state, &settings);
+            self.watch(state);
         }
         state.tracks.config.threshold = settings.threshold;
         state.frame += 1;
         let info = state.info.clone().ok_or(gst::FlowError::NotNegotiated)?;
         state.tracked_input |= faces.iter().any(|f| f.id.is_some());
-        let per_frame = self.embed_shots(state, buf, &info, &faces, &settings);
+        let per_frame = self.embed_shots(state, buf, &info, &faces, settings);
         let threshold = settings.threshold;
         let identities: Vec<Option<Identity>> = faces
             .iter()
@@ -347,11 +368,10 @@ impl BaseTransformImpl for RetinaFaceIdentify {
             })
             .collect();
         facemeta::identify(buf, &identities);
-        drop(identities);
         for id in faces.iter().filter_map(|f| f.id) {
             state.last_seen.insert(id, state.frame);
         }
-        self.forget_gone(state, &settings);
+        self.forget_gone(state);
         drop(guard);
         if settings.post_messages {
             let provenance =
@@ -375,7 +395,7 @@ impl BaseTransformImpl for RetinaFaceIdentify {
 /// How `m` reads on a face: named at or above `threshold`, unknown below.
 fn who(m: &Match, threshold: f32) -> Identity<'_> {
     Identity {
-        name: (m.similarity >= threshold).then_some(m.name.as_str()),
+        name: m.reaches(threshold).then_some(m.name.as_str()),
         similarity: m.similarity,
     }
 }
@@ -395,11 +415,11 @@ impl RetinaFaceIdentify {
         buf: &gst::BufferRef,
         info: &gst_video::VideoInfo,
         faces: &[FaceRecord],
-        settings: &Settings,
+        settings: FrameSettings,
     ) -> Vec<Option<Match>> {
         let mut nearest = vec![None; faces.len()];
         // Without a library nothing can be named; embed only to collect unknown crops.
-        let useful = !state.library.is_empty() || settings.unknown_folder.is_some();
+        let useful = !state.library.is_empty() || settings.keep_crops;
         if !useful || !faces.iter().any(fit_to_embed) {
             return nearest;
         }
@@ -431,7 +451,7 @@ impl RetinaFaceIdentify {
             for (job, embedding) in jobs.iter().zip(embeddings) {
                 match faces[job.index].id {
                     Some(id) => {
-                        self.add_shot(state, core, id, job, embedding, settings);
+                        self.add_shot(state, core, id, job, embedding, settings.keep_crops);
                     }
                     None => nearest[job.index] = state.library.nearest(&embedding),
                 }
@@ -448,7 +468,7 @@ impl RetinaFaceIdentify {
         id: u64,
         job: &Job,
         embedding: Embedding,
-        settings: &Settings,
+        keep_crop: bool,
     ) {
         state.tracks.add(id, embedding, job.quality, &state.library);
         if let Some(m) = state.tracks.nearest(id) {
@@ -461,7 +481,7 @@ impl RetinaFaceIdentify {
                 m.similarity
             );
         }
-        if settings.unknown_folder.is_none()
+        if !keep_crop
             || state
                 .shots
                 .get(&id)
@@ -497,7 +517,7 @@ impl RetinaFaceIdentify {
     }
 
     /// Forgets the tracks not seen for [`FORGET_AFTER`] buffers.
-    fn forget_gone(&self, state: &mut State, settings: &Settings) {
+    fn forget_gone(&self, state: &mut State) {
         let now = state.frame;
         let gone: Vec<u64> = state
             .last_seen
@@ -505,20 +525,26 @@ impl RetinaFaceIdentify {
             .filter(|(_, seen)| now - **seen > FORGET_AFTER)
             .map(|(id, _)| *id)
             .collect();
-        for id in gone {
-            self.end_track(state, id, settings.unknown_folder.as_deref());
-        }
+        self.end_tracks(state, &gone);
     }
 
     /// Ends every track (EOS, flush, new segment, stop).
     fn end_all(&self, state: &mut State) {
-        let folder = self.settings.lock().unwrap().unknown_folder.clone();
         let ids: Vec<u64> = state.last_seen.keys().copied().collect();
-        for id in ids {
-            self.end_track(state, id, folder.as_deref());
-        }
+        self.end_tracks(state, &ids);
         state.tracks.reset();
         state.shots.clear();
+    }
+
+    /// Ends the tracks `ids` ([`Self::end_track`]).
+    fn end_tracks(&self, state: &mut State, ids: &[u64]) {
+        if ids.is_empty() {
+            return;
+        }
+        let folder = self.settings.lock().unwrap().unknown_folder.clone();
+        for &id in ids {
+            self.end_track(state, id, folder.as_deref());
+        }
     }
 
     /// Ends track `id`: if it was embedded and nobody matched, its best crop goes to the unknown
@@ -580,15 +606,15 @@ impl RetinaFaceIdentify {
 
     /// Loads the library again in the background when its folder changed since it was loaded
     /// (checked every [`WATCH_EVERY`]).
-    fn watch(&self, state: &mut State, settings: &Settings) {
+    fn watch(&self, state: &mut State) {
         if state.checked.elapsed() < WATCH_EVERY || state.background.running() {
             return;
         }
         state.checked = Instant::now();
-        let Some(request) = settings.request() else {
+        let Some(request) = self.settings.lock().unwrap().request() else {
             return;
         };
-        let now = loading::fingerprint(&request.folder);
+        let now = library::fingerprint(&request.folder);
         if now != state.fingerprint {
             gst::info!(
                 CAT,

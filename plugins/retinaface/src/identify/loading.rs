@@ -2,7 +2,6 @@
 //! matched against it) and in the background when `library` changes while playing (the stream
 //! goes on with the old library until the new one is ready).
 
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, TryRecvError};
 
@@ -62,33 +61,6 @@ pub fn connect_embedder(model: &Path) -> Result<Embedder, String> {
         options,
     )
     .map_err(|e| format!("{e} (set model to an embedding model, README \"Who is it\")"))
-}
-
-/// What a library folder holds, from the names, sizes and modification times of its people's
-/// photos: adding, removing or replacing a person or a photo changes it. No photo is read, so
-/// it is cheap enough to check every few seconds. `None` when the folder cannot be listed.
-pub fn fingerprint(folder: &Path) -> Option<u64> {
-    let mut entries = Vec::new();
-    for person in std::fs::read_dir(folder).ok()?.flatten() {
-        let name = person.file_name();
-        // Hidden entries (the cache) are not people.
-        if name.to_string_lossy().starts_with('.') || !person.path().is_dir() {
-            continue;
-        }
-        for photo in std::fs::read_dir(person.path()).ok()?.flatten() {
-            let Ok(meta) = photo.metadata() else { continue };
-            entries.push((
-                name.clone(),
-                photo.file_name(),
-                meta.len(),
-                meta.modified().ok(),
-            ));
-        }
-    }
-    entries.sort();
-    let mut hasher = DefaultHasher::new();
-    entries.hash(&mut hasher);
-    Some(hasher.finish())
 }
 
 /// A load running on a thread of its own; the newest request wins.
